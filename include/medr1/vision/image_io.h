@@ -1,0 +1,34 @@
+// Image file decoding to 8-bit RGB exactly as Pillow 9.4 does `Image.open(path).convert("RGB")`:
+// JPEG through libjpeg-turbo (islow IDCT, fancy upsampling, Adobe-inverted CMYK as Pillow converts it),
+// PNG through libpng (L, LA, P with palette, RGB, RGBA, 16-bit grey opened as mode I and CLIPPED at
+// 255 by convert("RGB")), BMP/GIF through stb_image. Alpha is dropped without compositing and the EXIF
+// orientation is ignored, as transformers v4.49's Qwen2VLImageProcessor sees the file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace medr1::vision {
+
+// An 8-bit RGB image, rows top to bottom, HWC interleaved: data[(y * width + x) * 3 + c].
+struct RgbImage {
+  int64_t width = 0;
+  int64_t height = 0;
+  std::vector<uint8_t> data;  // [H, W, 3]
+  // Pillow's mode of the file before convert("RGB"): "RGB", "L", "P", "RGBA", "LA", "I", "CMYK", ...
+  // Informational (empty for images not made by the decoder).
+  std::string source_mode;
+
+  uint8_t at(int64_t y, int64_t x, int c) const { return data[static_cast<size_t>((y * width + x) * 3 + c)]; }
+};
+
+// Pillow `Image.open(path).convert("RGB")`. Throws medr1::Error naming the file when it cannot be read,
+// is empty, truncated, corrupt or of an unknown format.
+RgbImage load_image_rgb(const std::string& path);
+
+// Same on bytes already in memory; `name_for_errors` is what error messages call the file.
+RgbImage decode_image_rgb(const uint8_t* bytes, size_t n, const std::string& name_for_errors);
+
+}  // namespace medr1::vision
