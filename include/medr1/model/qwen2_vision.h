@@ -15,7 +15,9 @@
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace medr1::model {
@@ -65,19 +67,96 @@ class Qwen2VisionRMSNormImpl : public torch::nn::Module {
  public:
   Qwen2VisionRMSNormImpl(int64_t dim, double eps);
   at::Tensor forward(const at::Tensor& x);
-  at::Tensor weight;
+  at::Tensor weight;  // [D]
 
  private:
   double eps_;
 };
 TORCH_MODULE(Qwen2VisionRMSNorm);
 
+// Conv3d(in, D, kernel = stride = (T, ps, ps), bias=False) on rows that are exactly one kernel
+// each, i.e. a matmul with the weight viewed [D, C*T*ps*ps]. Keeps the checkpoint's 5-D shape.
+class Qwen2VisionPatchEmbedProjImpl : public torch::nn::Module {
+ public:
+  Qwen2VisionPatchEmbedProjImpl(int64_t in_channels, int64_t embed_dim, int64_t temporal_patch_size,
+                                int64_t patch_size);
+  at::Tensor forward(const at::Tensor& x);  // [P, C*T*ps*ps] -> [P, D]
+  at::Tensor weight;                        // [D, C, T, ps, ps]
+};
+TORCH_MODULE(Qwen2VisionPatchEmbedProj);
+
+// `patch_embed` (only holds `proj`).
+class Qwen2VisionPatchEmbedImpl : public torch::nn::Module {
+ public:
+  explicit Qwen2VisionPatchEmbedImpl(const Qwen2VisionConfig& cfg);
+  at::Tensor forward(const at::Tensor& pixel_values);  // [P, C*T*ps*ps] -> [P, D]
+  Qwen2VisionPatchEmbedProj proj{nullptr};
+};
+TORCH_MODULE(Qwen2VisionPatchEmbed);
+
+// `blocks.N.attn`: qkv (bias) -> 2-D rotary on q, k (float32) -> attention within each segment of
+// `seg_lens` (consecutive row ranges: frames, or windows) -> proj.
+class Qwen2VisionAttentionImpl : public torch::nn::Module {
+ public:
+  Qwen2VisionAttentionImpl(int64_t dim, int64_t num_heads);
+  // x [P, D]; cos, sin [P, Dh] float32; seg_lens sums to P.
+  at::Tensor forward(const at::Tensor& x, const std::vector<int64_t>& seg_lens, const at::Tensor& cos,
+                     const at::Tensor& sin);
+  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+
+ private:
+  int64_t num_heads_, head_dim_;
+};
+TORCH_MODULE(Qwen2VisionAttention);
+
+// `blocks.N.mlp`: fc1 -> act -> fc2 (Qwen2-VL) or down(act(gate) * up) with biases (Qwen2.5-VL).
+class Qwen2VisionMlpImpl : public torch::nn::Module {
+ public:
+  explicit Qwen2VisionMlpImpl(const Qwen2VisionConfig& cfg);
+  at::Tensor forward(const at::Tensor& x);
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};                             // Qwen2-VL
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};  // Qwen2.5-VL
+
+ private:
+  std::string act_;
+};
+TORCH_MODULE(Qwen2VisionMlp);
+
+// `blocks.N`: x + attn(norm1(x)); x + mlp(norm2(x)). LayerNorm (Qwen2-VL) or RMSNorm (2.5).
+class Qwen2VisionBlockImpl : public torch::nn::Module {
+ public:
+  explicit Qwen2VisionBlockImpl(const Qwen2VisionConfig& cfg);
+  at::Tensor forward(const at::Tensor& x, const std::vector<int64_t>& seg_lens, const at::Tensor& cos,
+                     const at::Tensor& sin);
+  torch::nn::LayerNorm ln1{nullptr}, ln2{nullptr};    // registered as norm1/norm2 (Qwen2-VL)
+  Qwen2VisionRMSNorm rms1{nullptr}, rms2{nullptr};    // registered as norm1/norm2 (Qwen2.5-VL)
+  Qwen2VisionAttention attn{nullptr};
+  Qwen2VisionMlp mlp{nullptr};
+};
+TORCH_MODULE(Qwen2VisionBlock);
+
+// `merger`: ln_q -> view [-1, D*merge^2] -> mlp.0 -> exact GELU -> mlp.2.
+class Qwen2VisionPatchMergerImpl : public torch::nn::Module {
+ public:
+  explicit Qwen2VisionPatchMergerImpl(const Qwen2VisionConfig& cfg);
+  at::Tensor forward(const at::Tensor& x);  // [P, D] -> [P/4, hidden_size]
+  torch::nn::LayerNorm ln_q_ln{nullptr};    // registered as ln_q (Qwen2-VL)
+  Qwen2VisionRMSNorm ln_q_rms{nullptr};     // registered as ln_q (Qwen2.5-VL)
+  std::shared_ptr<torch::nn::Module> mlp;   // holds "0" and "2"
+  torch::nn::Linear mlp0{nullptr}, mlp2{nullptr};
+
+ private:
+  int64_t in_dim_;
+};
+TORCH_MODULE(Qwen2VisionPatchMerger);
+
 class Qwen2VisionTransformerImpl : public torch::nn::Module {
  public:
   explicit Qwen2VisionTransformerImpl(const Qwen2VisionConfig& cfg);
 
-  // pixel_values: [P, C*T*ps*ps] any float dtype (cast to the weights' dtype), processor order,
-  //   images concatenated; grid_thw: [N, 3] int64 (t, h, w in patches), sum(t*h*w) == P.
+  // pixel_values: [P, C*T*ps*ps] any float dtype (cast to the weights' dtype and device),
+  //   processor order, images concatenated; grid_thw: [N, 3] integer (t, h, w in patches),
+  //   sum(t*h*w) == P.
   // Returns [P/4, hidden_size] image embeddings in LLM token order (images one after another).
   // Differentiable w.r.t. pixel_values and the parameters.
   at::Tensor forward(const at::Tensor& pixel_values, const at::Tensor& grid_thw,
@@ -85,11 +164,15 @@ class Qwen2VisionTransformerImpl : public torch::nn::Module {
 
   // [P, Dh/2] float32 rotary angles (h-freqs then w-freqs) per patch, processor order.
   at::Tensor rot_pos_emb(const at::Tensor& grid_thw) const;
-  // Qwen2.5-VL window permutation: window_index [P/4] int64 over merged units and
-  // cu_window_seqlens (in patch rows, before unique_consecutive), as HF get_window_index.
+  // Qwen2.5-VL window permutation as HF get_window_index: window_index [P/4] int64 over merged
+  // units and cu_window_seqlens [W+1] int64 in patch rows (before unique_consecutive).
   std::pair<at::Tensor, at::Tensor> get_window_index(const at::Tensor& grid_thw) const;
 
   const Qwen2VisionConfig& config() const { return cfg_; }
+
+  Qwen2VisionPatchEmbed patch_embed{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  Qwen2VisionPatchMerger merger{nullptr};
 
  private:
   Qwen2VisionConfig cfg_;
