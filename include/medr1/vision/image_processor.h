@@ -22,7 +22,7 @@ namespace medr1::vision {
 // `factor` ("height:10 or width:10 must be larger than factor:28") or the aspect ratio exceeds 200;
 // `name_for_errors` (file name) is appended to the message when not empty.
 std::pair<int64_t, int64_t> smart_resize(int64_t height, int64_t width, int64_t factor = 28,
-                                         int64_t min_pixels = 56 * 56, int64_t max_pixels = 28 * 28 * 1280,
+                                         int64_t min_pixels = 56 * 56, int64_t max_pixels = 12845056,
                                          const std::string& name_for_errors = "");
 
 // Pillow `Image.resize((out_w, out_h), Image.BICUBIC)` on an RGB image, bit-exact with Pillow 9.4.
@@ -38,8 +38,10 @@ struct ImageProcessorConfig {
   double rescale_factor = 1.0 / 255.0;
   std::array<double, 3> image_mean{0.48145466, 0.4578275, 0.40821073};  // OPENAI_CLIP_MEAN (cast to float32 in use)
   std::array<double, 3> image_std{0.26862954, 0.26130258, 0.27577711};   // OPENAI_CLIP_STD
-  int64_t min_pixels = 56 * 56;          // 3136; Med-R1 keeps 3136
-  int64_t max_pixels = 28 * 28 * 1280;   // 12845056; Med-R1 sets 401408 (callers may override)
+  int64_t min_pixels = 56 * 56;  // 3136; Med-R1 keeps 3136
+  // 12845056 (= 3584^2) is what Qwen2-VL / Qwen2.5-VL checkpoints ship in preprocessor_config.json; Med-R1 runs
+  // with 401408 (callers override the field).
+  int64_t max_pixels = 12845056;
   int64_t patch_size = 14;
   int64_t temporal_patch_size = 2;
   int64_t merge_size = 2;

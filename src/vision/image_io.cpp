@@ -1,0 +1,383 @@
+// Image decoding to RGB as Pillow 9.4 `Image.open(path).convert("RGB")` gives it (see image_io.h).
+// JPEG: libjpeg-turbo with Pillow's settings (islow IDCT, fancy upsampling, CMYK read as Adobe-inverted
+// "CMYK;I" then Convert.c cmyk2rgb); PNG: libpng with no colour transformations except bit unpacking, so the
+// palette, the 16-bit grey clip (mode I -> RGB clips at 255) and the alpha drop are done here as Convert.c
+// does them; BMP/GIF: stb_image. libjpeg/libpng report errors by longjmp: the decode functions hold no C++
+// object with a destructor between setjmp and the longjmp, and every failure becomes a medr1::Error.
+#include "medr1/vision/image_io.h"
+
+#include <csetjmp>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+// clang-format off
+#include <jpeglib.h>
+#include <jerror.h>
+#include <png.h>
+// clang-format on
+
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_ONLY_BMP
+#define STBI_ONLY_GIF
+#define STBI_NO_STDIO
+#define STBI_NO_LINEAR
+#define STBI_NO_HDR
+#include <stb/stb_image.h>
+
+#include "medr1/core/error.h"
+#include "medr1/core/logging.h"
+
+namespace medr1::vision {
+namespace {
+
+// Pillow refuses images above 2 * MAX_IMAGE_PIXELS (DecompressionBombError).
+constexpr int64_t kMaxPixels = 2LL * 89478485LL;
+
+// Assigning through a non-inlined helper avoids a GCC 12 -O3 false positive (-Wstringop-overflow) on
+// std::string::operator=(const char*).
+[[gnu::noinline]] void set_mode(RgbImage& img, const char* mode) { img.source_mode = std::string(mode); }
+
+void check_size(int64_t w, int64_t h, const std::string& name) {
+  MEDR1_CHECK(w > 0 && h > 0, name, ": image has zero size (", w, "x", h, ")");
+  MEDR1_CHECK(w * h <= kMaxPixels, name, ": image of ", w, "x", h, " pixels exceeds Pillow's limit of ", kMaxPixels,
+              " pixels (DecompressionBombError)");
+}
+
+// ----------------------------------------------------------------------------------------------- JPEG
+
+struct JpegErrorMgr {
+  jpeg_error_mgr pub;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+  bool all_scanlines_read;  // after this a missing EOI is harmless (Pillow returns the image)
+};
+
+extern "C" void jpeg_error_exit_longjmp(j_common_ptr cinfo) {
+  auto* err = reinterpret_cast<JpegErrorMgr*>(cinfo->err);
+  cinfo->err->format_message(cinfo, err->message);
+  std::longjmp(err->jump, 1);
+}
+
+// Warnings are ignored as Pillow ignores them (corrupt entropy data decodes to something), except running
+// out of data before the last scanline: Pillow's suspending source then raises "image file is truncated".
+extern "C" void jpeg_emit_message_truncation(j_common_ptr cinfo, int msg_level) {
+  auto* err = reinterpret_cast<JpegErrorMgr*>(cinfo->err);
+  if (msg_level == -1 && cinfo->err->msg_code == JWRN_JPEG_EOF && !err->all_scanlines_read) {
+    std::snprintf(err->message, sizeof(err->message), "image file is truncated");
+    std::longjmp(err->jump, 1);
+  }
+}
+
+struct JpegResult {
+  int width = 0, height = 0, components = 0;
+  std::vector<uint8_t> pixels;  // [H, W, components] as libjpeg outputs (L, RGB or CMYK)
+  char message[JMSG_LENGTH_MAX] = {0};
+};
+
+// C-style core: returns false with result->message set on failure. Holds no destructible locals.
+bool decode_jpeg_core(const uint8_t* bytes, size_t n, JpegResult* result) {
+  jpeg_decompress_struct cinfo;
+  JpegErrorMgr err;
+  std::memset(&cinfo, 0, sizeof(cinfo));
+  cinfo.err = jpeg_std_error(&err.pub);
+  err.pub.error_exit = jpeg_error_exit_longjmp;
+  err.pub.emit_message = jpeg_emit_message_truncation;
+  err.message[0] = 0;
+  err.all_scanlines_read = false;
+  if (setjmp(err.jump)) {
+    std::memcpy(result->message, err.message, sizeof(err.message));
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, bytes, static_cast<unsigned long>(n));
+  jpeg_read_header(&cinfo, TRUE);
+  // Pillow maps the layer count to a mode (JpegImagePlugin SOF handler) and asks libjpeg for that space.
+  switch (cinfo.num_components) {
+    case 1: cinfo.out_color_space = JCS_GRAYSCALE; break;
+    case 3: cinfo.out_color_space = JCS_RGB; break;
+    case 4: cinfo.out_color_space = JCS_CMYK; break;
+    default:
+      std::snprintf(result->message, sizeof(result->message), "cannot handle %d-layer images", cinfo.num_components);
+      jpeg_destroy_decompress(&cinfo);
+      return false;
+  }
+  if (static_cast<int64_t>(cinfo.image_width) * cinfo.image_height > kMaxPixels) {
+    std::snprintf(result->message, sizeof(result->message), "image of %ux%u pixels exceeds Pillow's limit",
+                  cinfo.image_width, cinfo.image_height);
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  // Pillow's defaults: JDCT_ISLOW, do_fancy_upsampling TRUE (libjpeg's defaults; no draft mode).
+  cinfo.dct_method = JDCT_ISLOW;
+  cinfo.do_fancy_upsampling = TRUE;
+  jpeg_start_decompress(&cinfo);
+  result->width = static_cast<int>(cinfo.output_width);
+  result->height = static_cast<int>(cinfo.output_height);
+  result->components = cinfo.output_components;
+  const size_t stride = static_cast<size_t>(result->width) * static_cast<size_t>(result->components);
+  result->pixels.resize(stride * static_cast<size_t>(result->height));
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = result->pixels.data() + stride * cinfo.output_scanline;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  err.all_scanlines_read = true;
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return true;
+}
+
+RgbImage decode_jpeg(const uint8_t* bytes, size_t n, const std::string& name) {
+  JpegResult res;
+  if (!decode_jpeg_core(bytes, n, &res)) fail(name, ": cannot decode JPEG: ", res.message);
+  check_size(res.width, res.height, name);
+  RgbImage img;
+  img.width = res.width;
+  img.height = res.height;
+  const size_t npix = static_cast<size_t>(img.width) * static_cast<size_t>(img.height);
+  img.data.resize(npix * 3);
+  const uint8_t* in = res.pixels.data();
+  uint8_t* out = img.data.data();
+  if (res.components == 1) {
+    set_mode(img, "L");
+    for (size_t i = 0; i < npix; ++i) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = in[i];
+  } else if (res.components == 3) {
+    set_mode(img, "RGB");
+    std::memcpy(out, in, npix * 3);
+  } else {
+    // Pillow reads CMYK JPEGs with rawmode "CMYK;I" (Adobe polarity: every channel inverted), then
+    // Convert.c cmyk2rgb: nk = 255 - k; out = clip8(nk - muldiv255(c, nk)).
+    set_mode(img, "CMYK");
+    auto muldiv255 = [](int a, int b) {
+      const int t = a * b + 128;
+      return ((t >> 8) + t) >> 8;
+    };
+    for (size_t i = 0; i < npix; ++i) {
+      const int c = 255 - in[4 * i], m = 255 - in[4 * i + 1], y = 255 - in[4 * i + 2], k = 255 - in[4 * i + 3];
+      const int nk = 255 - k;
+      const int v[3] = {nk - muldiv255(c, nk), nk - muldiv255(m, nk), nk - muldiv255(y, nk)};
+      for (int ch = 0; ch < 3; ++ch) out[3 * i + ch] = static_cast<uint8_t>(v[ch] <= 0 ? 0 : v[ch] > 255 ? 255 : v[ch]);
+    }
+  }
+  return img;
+}
+
+// ------------------------------------------------------------------------------------------------ PNG
+
+struct PngReader {
+  const uint8_t* data;
+  size_t size;
+  size_t pos;
+  char message[256];
+};
+
+extern "C" void png_read_from_memory(png_structp png, png_bytep out, png_size_t len) {
+  auto* r = static_cast<PngReader*>(png_get_io_ptr(png));
+  if (len > r->size - r->pos) png_error(png, "image file is truncated");
+  std::memcpy(out, r->data + r->pos, len);
+  r->pos += len;
+}
+
+extern "C" void png_error_longjmp(png_structp png, png_const_charp msg) {
+  auto* r = static_cast<PngReader*>(png_get_error_ptr(png));
+  std::snprintf(r->message, sizeof(r->message), "%s", msg);
+  png_longjmp(png, 1);
+}
+
+extern "C" void png_warning_ignore(png_structp, png_const_charp) {}
+
+struct PngResult {
+  png_uint_32 width = 0, height = 0;
+  int bit_depth = 0, color_type = 0, channels = 0;
+  size_t rowbytes = 0;
+  std::vector<uint8_t> pixels;  // rows as libpng returns them after the transformations below
+  std::vector<png_bytep> rows;
+  uint8_t palette[256 * 3] = {0};
+  int palette_size = 0;
+};
+
+// C-style core, no destructible locals. Transformations: sub-byte samples unpacked to one byte each (grey
+// scaled to 0..255 as Pillow's L;1/L;2/L;4 unpackers do, palette indices unscaled), 16-bit samples cut to
+// their high byte (Pillow's ";16B" rawmodes) except 16-bit grey, which Pillow keeps as mode I.
+bool decode_png_core(const uint8_t* bytes, size_t n, PngResult* res, PngReader* reader) {
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, reader, png_error_longjmp, png_warning_ignore);
+  if (!png) {
+    std::snprintf(reader->message, sizeof(reader->message), "out of memory");
+    return false;
+  }
+  png_infop info = png_create_info_struct(png);
+  if (!info) {
+    png_destroy_read_struct(&png, nullptr, nullptr);
+    std::snprintf(reader->message, sizeof(reader->message), "out of memory");
+    return false;
+  }
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    return false;
+  }
+  reader->data = bytes;
+  reader->size = n;
+  reader->pos = 0;
+  png_set_read_fn(png, reader, png_read_from_memory);
+  // Pillow verifies the CRC of every chunk it parses (ancillary ones too) and fails on a mismatch.
+  png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
+  png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
+  png_read_info(png, info);
+  int interlace = 0;
+  png_get_IHDR(png, info, &res->width, &res->height, &res->bit_depth, &res->color_type, &interlace, nullptr,
+               nullptr);
+  if (static_cast<int64_t>(res->width) * res->height > kMaxPixels) {
+    std::snprintf(reader->message, sizeof(reader->message), "image of %ux%u pixels exceeds Pillow's limit",
+                  res->width, res->height);
+    png_destroy_read_struct(&png, &info, nullptr);
+    return false;
+  }
+  if (res->color_type == PNG_COLOR_TYPE_PALETTE) {
+    png_colorp plte = nullptr;
+    int num = 0;
+    if (png_get_PLTE(png, info, &plte, &num) && plte) {
+      res->palette_size = num > 256 ? 256 : num;
+      for (int i = 0; i < res->palette_size; ++i) {
+        res->palette[3 * i] = plte[i].red;
+        res->palette[3 * i + 1] = plte[i].green;
+        res->palette[3 * i + 2] = plte[i].blue;
+      }
+    }
+  }
+  if (res->bit_depth < 8) {
+    if (res->color_type == PNG_COLOR_TYPE_GRAY) png_set_expand_gray_1_2_4_to_8(png);
+    else png_set_packing(png);
+  }
+  if (res->bit_depth == 16 && res->color_type != PNG_COLOR_TYPE_GRAY) png_set_strip_16(png);
+  if (interlace != PNG_INTERLACE_NONE) png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  res->rowbytes = png_get_rowbytes(png, info);
+  res->channels = png_get_channels(png, info);
+  res->pixels.resize(res->rowbytes * res->height);
+  res->rows.resize(res->height);
+  for (png_uint_32 y = 0; y < res->height; ++y) res->rows[y] = res->pixels.data() + y * res->rowbytes;
+  png_read_image(png, res->rows.data());
+  // No png_read_end: Pillow does not need the chunks after the image data (a missing IEND is fine).
+  png_destroy_read_struct(&png, &info, nullptr);
+  return true;
+}
+
+RgbImage decode_png(const uint8_t* bytes, size_t n, const std::string& name) {
+  PngResult res;
+  PngReader reader{};
+  if (!decode_png_core(bytes, n, &res, &reader)) fail(name, ": cannot decode PNG: ", reader.message);
+  check_size(res.width, res.height, name);
+  RgbImage img;
+  img.width = res.width;
+  img.height = res.height;
+  img.data.resize(static_cast<size_t>(img.width) * static_cast<size_t>(img.height) * 3);
+  uint8_t* out = img.data.data();
+  const size_t w = res.width;
+  switch (res.color_type) {
+    case PNG_COLOR_TYPE_GRAY:
+      if (res.bit_depth == 16) {
+        // Pillow opens 16-bit grey as mode I; convert("RGB") (Convert.c i2rgb) clips at 255, no rescale.
+        set_mode(img, "I");
+        spdlog::warn("{}: 16-bit greyscale PNG: Pillow's convert(\"RGB\") clips values above 255 (no rescaling); "
+                     "reproducing it, most of the image may be white",
+                     name);
+        for (png_uint_32 y = 0; y < res.height; ++y) {
+          const uint8_t* row = res.rows[y];
+          for (size_t x = 0; x < w; ++x) {
+            const int v = (row[2 * x] << 8) | row[2 * x + 1];
+            const uint8_t c = static_cast<uint8_t>(v >= 255 ? 255 : v);
+            uint8_t* o = out + (y * w + x) * 3;
+            o[0] = o[1] = o[2] = c;
+          }
+        }
+      } else {
+        set_mode(img, res.bit_depth == 1 ? "1" : "L");
+        for (png_uint_32 y = 0; y < res.height; ++y)
+          for (size_t x = 0; x < w; ++x) {
+            uint8_t* o = out + (y * w + x) * 3;
+            o[0] = o[1] = o[2] = res.rows[y][x];
+          }
+      }
+      break;
+    case PNG_COLOR_TYPE_GRAY_ALPHA:  // LA (16-bit: Pillow makes it RGBA via LA;16B): grey replicated, alpha dropped
+      set_mode(img, res.bit_depth == 16 ? "RGBA" : "LA");
+      for (png_uint_32 y = 0; y < res.height; ++y)
+        for (size_t x = 0; x < w; ++x) {
+          uint8_t* o = out + (y * w + x) * 3;
+          o[0] = o[1] = o[2] = res.rows[y][2 * x];
+        }
+      break;
+    case PNG_COLOR_TYPE_RGB:
+      set_mode(img, "RGB");
+      for (png_uint_32 y = 0; y < res.height; ++y) std::memcpy(out + y * w * 3, res.rows[y], w * 3);
+      break;
+    case PNG_COLOR_TYPE_RGB_ALPHA:  // alpha dropped, no compositing (Convert.c rgba2rgb)
+      set_mode(img, "RGBA");
+      for (png_uint_32 y = 0; y < res.height; ++y)
+        for (size_t x = 0; x < w; ++x) std::memcpy(out + (y * w + x) * 3, res.rows[y] + 4 * x, 3);
+      break;
+    case PNG_COLOR_TYPE_PALETTE: {
+      // Pillow's palette starts as the grey ramp (i, i, i) and PLTE overwrites its first entries, so an
+      // index past the PLTE maps to grey (Palette.c ImagingPaletteNew + putpalette). tRNS does not change
+      // the colours convert("RGB") gives.
+      set_mode(img, "P");
+      uint8_t lut[256 * 3];
+      for (int i = 0; i < 256; ++i) lut[3 * i] = lut[3 * i + 1] = lut[3 * i + 2] = static_cast<uint8_t>(i);
+      std::memcpy(lut, res.palette, static_cast<size_t>(res.palette_size) * 3);
+      for (png_uint_32 y = 0; y < res.height; ++y)
+        for (size_t x = 0; x < w; ++x) std::memcpy(out + (y * w + x) * 3, lut + 3 * res.rows[y][x], 3);
+      break;
+    }
+    default:
+      fail(name, ": cannot decode PNG: unsupported colour type ", res.color_type);
+  }
+  return img;
+}
+
+// ------------------------------------------------------------------------------------------ BMP / GIF
+
+RgbImage decode_stb(const uint8_t* bytes, size_t n, const std::string& name, const char* format) {
+  MEDR1_CHECK(n <= 0x7fffffffu, name, ": ", format, " file too large");
+  int w = 0, h = 0, comp = 0;
+  stbi_uc* px = stbi_load_from_memory(bytes, static_cast<int>(n), &w, &h, &comp, 3);
+  if (!px) fail(name, ": cannot decode ", format, ": ", stbi_failure_reason() ? stbi_failure_reason() : "unknown");
+  RgbImage img;
+  img.width = w;
+  img.height = h;
+  set_mode(img, comp == 1 ? "L" : comp == 2 ? "LA" : comp == 4 ? "RGBA" : "RGB");
+  try {
+    check_size(w, h, name);
+    img.data.assign(px, px + static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
+  } catch (...) {
+    stbi_image_free(px);
+    throw;
+  }
+  stbi_image_free(px);
+  return img;
+}
+
+}  // namespace
+
+RgbImage decode_image_rgb(const uint8_t* bytes, size_t n, const std::string& name_for_errors) {
+  const std::string& name = name_for_errors;
+  MEDR1_CHECK(bytes != nullptr && n > 0, name, ": cannot identify image file (empty file)");
+  auto starts_with = [&](const char* magic, size_t len) { return n >= len && std::memcmp(bytes, magic, len) == 0; };
+  if (starts_with("\xFF\xD8\xFF", 3)) return decode_jpeg(bytes, n, name);
+  if (starts_with("\x89PNG\r\n\x1A\n", 8)) return decode_png(bytes, n, name);
+  if (starts_with("BM", 2)) return decode_stb(bytes, n, name, "BMP");
+  if (starts_with("GIF87a", 6) || starts_with("GIF89a", 6)) return decode_stb(bytes, n, name, "GIF");
+  fail(name, ": cannot identify image file (not JPEG, PNG, BMP or GIF)");
+}
+
+RgbImage load_image_rgb(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  MEDR1_CHECK(f.good(), path, ": cannot open image file");
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  MEDR1_CHECK(!f.bad(), path, ": read error");
+  return decode_image_rgb(bytes.data(), bytes.size(), path);
+}
+
+}  // namespace medr1::vision
