@@ -23,6 +23,9 @@
 // (src/dist/*.cpp); everyone else sees nothing of c10d here.
 #if defined(MEDR1_COMPAT_C10D) && !defined(MEDR1_COMPAT_C10D_LOADED)
 #define MEDR1_COMPAT_C10D_LOADED 1
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1  // Debian's TorchConfig exports it; the wheel's may not (header empty without)
+#endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
