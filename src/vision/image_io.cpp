@@ -339,6 +339,23 @@ RgbImage decode_png(const uint8_t* bytes, size_t n, const std::string& name) {
 
 // ------------------------------------------------------------------------------------------ BMP / GIF
 
+// True when the first frame of a GIF declares a transparent colour index (Graphic Control Extension).
+// stb_image paints such pixels black, Pillow keeps the palette colour of that index, so we warn.
+bool gif_first_frame_has_transparency(const uint8_t* b, size_t n) {
+  if (n < 13) return false;
+  size_t pos = 13;
+  if (b[10] & 0x80) pos += 3u * (2u << (b[10] & 7));  // global colour table
+  while (pos < n) {
+    if (b[pos] == 0x2C || b[pos] == 0x3B) return false;  // image descriptor or trailer: no GCE before frame 0
+    if (b[pos] != 0x21 || pos + 1 >= n) return false;
+    if (b[pos + 1] == 0xF9 && pos + 3 < n) return (b[pos + 3] & 1) != 0;
+    pos += 2;  // skip the extension's sub-blocks
+    while (pos < n && b[pos] != 0) pos += 1u + b[pos];
+    pos += 1;
+  }
+  return false;
+}
+
 RgbImage decode_stb(const uint8_t* bytes, size_t n, const std::string& name, const char* format) {
   MEDR1_CHECK(n <= 0x7fffffffu, name, ": ", format, " file too large");
   int w = 0, h = 0, comp = 0;
@@ -356,6 +373,11 @@ RgbImage decode_stb(const uint8_t* bytes, size_t n, const std::string& name, con
     throw;
   }
   stbi_image_free(px);
+  if (std::strcmp(format, "GIF") == 0 && gif_first_frame_has_transparency(bytes, n)) {
+    spdlog::warn("{}: GIF with a transparent colour: transparent pixels decode black here, Pillow gives them the "
+                 "palette colour of the transparent index (pixels differ from the reference there)",
+                 name);
+  }
   return img;
 }
 
