@@ -15,8 +15,42 @@ import subprocess
 import sys
 import tempfile
 
+import struct
+import zlib
+
 import numpy as np
 from PIL import Image
+
+
+def write_png_raw(path, samples, bit_depth, color_type, palette=None):
+    """Writes a PNG by hand (PIL cannot write 16-bit colour or 2/4-bit grey). samples: [H, W, C] ints."""
+    h, w, c = samples.shape
+    rows = []
+    for y in range(h):
+        flat = samples[y].reshape(-1)
+        if bit_depth == 16:
+            raw = flat.astype(">u2").tobytes()
+        elif bit_depth == 8:
+            raw = flat.astype(np.uint8).tobytes()
+        else:
+            per = 8 // bit_depth
+            padded = np.zeros(((len(flat) + per - 1) // per) * per, dtype=np.uint8)
+            padded[:len(flat)] = flat
+            packed = np.zeros(len(padded) // per, dtype=np.uint8)
+            for k in range(per):
+                packed |= (padded[k::per] << (8 - bit_depth * (k + 1))).astype(np.uint8)
+            raw = packed.tobytes()
+        rows.append(b"\x00" + raw)
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, 0))
+    if palette is not None:
+        png += chunk(b"PLTE", bytes(palette))
+    png += chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b"")
+    with open(path, "wb") as f:
+        f.write(png)
 
 
 def read_ppm(path):
@@ -111,7 +145,8 @@ def check_decode(binary, n, rng, tmp):
             arr = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR))
         rgb = Image.fromarray(arr, "RGB")
         kind = ["jpg", "jpg_prog", "jpg_L", "jpg_cmyk", "png_L", "png_LA", "png_P", "png_Ptrns", "png_RGBA",
-                "png_RGB", "png_1", "png_I16", "bmp", "bmp_P", "gif"][i % 15]
+                "png_RGB", "png_1", "png_I16", "bmp", "bmp_P", "gif", "raw_RGB16", "raw_RGBA16", "raw_LA16",
+                "raw_L2", "raw_L4", "raw_P4short"][i % 21]
         path = os.path.join(tmp, f"d{i}_{kind}")
         q = int(rng.integers(5, 100))
         sub = int(rng.integers(0, 3))
@@ -161,9 +196,20 @@ def check_decode(binary, n, rng, tmp):
         elif kind == "bmp_P":
             rgb.convert("P", palette=Image.ADAPTIVE, colors=200).save(path + ".bmp")
             path += ".bmp"
-        else:
+        elif kind == "gif":
             rgb.convert("P", palette=Image.ADAPTIVE, colors=64).save(path + ".gif")
             path += ".gif"
+        else:
+            path += ".png"
+            if kind in ("raw_RGB16", "raw_RGBA16", "raw_LA16"):
+                c, ct = {"raw_RGB16": (3, 2), "raw_RGBA16": (4, 6), "raw_LA16": (2, 4)}[kind]
+                write_png_raw(path, rng.integers(0, 65536, size=(h, w, c)), 16, ct)
+            elif kind in ("raw_L2", "raw_L4"):
+                bits = 2 if kind == "raw_L2" else 4
+                write_png_raw(path, rng.integers(0, 1 << bits, size=(h, w, 1)), bits, 0)
+            else:  # 4-bit palette with only 5 PLTE entries: indices past it map to Pillow's grey ramp
+                write_png_raw(path, rng.integers(0, 16, size=(h, w, 1)), 4, 3,
+                              palette=rng.integers(0, 256, size=15).tolist())
         out = path + ".ppm"
         jobs.append((path, out, 0, 0))
         with Image.open(path) as im:
