@@ -1,0 +1,151 @@
+// PCRE2 wrapper and the tokenizer.json pre_tokenizer reader (HF Split / ByteLevel / Sequence).
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "tokenizer/pre_tokenizer.h"
+
+#include <pcre2.h>
+
+#include <nlohmann/json.hpp>
+
+#include "medr1/core/error.h"
+
+namespace medr1::tokenizer::detail {
+
+namespace {
+
+// GPT-2's split regex, used by ByteLevel when use_regex is true (HF ByteLevel::new).
+constexpr const char* kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+std::string pcre2_message(int code) {
+  PCRE2_UCHAR buf[256];
+  pcre2_get_error_message(code, buf, sizeof(buf));
+  return std::string(reinterpret_cast<const char*>(buf));
+}
+
+// Per-thread match data, match context and JIT stack, shared by all patterns: one ovector pair
+// is enough since only the whole match is used (pcre2 then returns 0 for patterns with groups).
+struct ThreadMatchState {
+  pcre2_match_data* md = nullptr;
+  pcre2_match_context* mctx = nullptr;
+  pcre2_jit_stack* jit_stack = nullptr;
+
+  ThreadMatchState() {
+    md = pcre2_match_data_create(1, nullptr);
+    mctx = pcre2_match_context_create(nullptr);
+    jit_stack = pcre2_jit_stack_create(64 * 1024, 8 * 1024 * 1024, nullptr);
+    if (mctx && jit_stack) pcre2_jit_stack_assign(mctx, nullptr, jit_stack);
+  }
+  ~ThreadMatchState() {
+    if (jit_stack) pcre2_jit_stack_free(jit_stack);
+    if (mctx) pcre2_match_context_free(mctx);
+    if (md) pcre2_match_data_free(md);
+  }
+  ThreadMatchState(const ThreadMatchState&) = delete;
+  ThreadMatchState& operator=(const ThreadMatchState&) = delete;
+};
+
+ThreadMatchState& thread_state() {
+  thread_local ThreadMatchState state;
+  return state;
+}
+
+}  // namespace
+
+Pcre2Regex::Pcre2Regex(const std::string& pattern, bool literal, const std::string& where) {
+  int err = 0;
+  PCRE2_SIZE err_off = 0;
+  uint32_t options = PCRE2_UTF | PCRE2_UCP;
+  if (literal) options |= PCRE2_LITERAL;
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options,
+                                   &err, &err_off, nullptr);
+  MEDR1_CHECK(code != nullptr, where, ": cannot compile regex /", pattern, "/ at offset ", err_off, ": ",
+              pcre2_message(err));
+  code_ = code;
+  jit_ = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+}
+
+Pcre2Regex::~Pcre2Regex() { pcre2_code_free(static_cast<pcre2_code*>(code_)); }
+
+bool Pcre2Regex::find(std::string_view text, size_t offset, size_t& start, size_t& end) const {
+  if (offset > text.size()) return false;
+  ThreadMatchState& st = thread_state();
+  MEDR1_CHECK(st.md != nullptr && st.mctx != nullptr, "tokenizer: PCRE2 out of memory");
+  auto* code = static_cast<pcre2_code*>(code_);
+  const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  int rc;
+  if (jit_) {
+    rc = pcre2_jit_match(code, subject, text.size(), offset, 0, st.md, st.mctx);
+    // Very long runs can exhaust the JIT stack: the interpreter (heap frames) still works.
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {
+      rc = pcre2_match(code, subject, text.size(), offset, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, st.md, st.mctx);
+    }
+  } else {
+    rc = pcre2_match(code, subject, text.size(), offset, PCRE2_NO_UTF_CHECK, st.md, st.mctx);
+  }
+  if (rc == PCRE2_ERROR_NOMATCH) return false;
+  MEDR1_CHECK(rc >= 0, "tokenizer: regex match failed: ", pcre2_message(rc));
+  const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(st.md);
+  start = ov[0];
+  end = ov[1];
+  return true;
+}
+
+std::unique_ptr<PreTokenizer> PreTokenizer::from_json(const nlohmann::json& spec) {
+  auto pt = std::make_unique<PreTokenizer>();
+  if (spec.is_null()) return pt;
+  MEDR1_CHECK(spec.is_object() && spec.contains("type") && spec["type"].is_string(),
+              "tokenizer.json: pre_tokenizer: expected an object with a string \"type\"");
+  if (spec["type"] == "Sequence") {
+    MEDR1_CHECK(spec.contains("pretokenizers") && spec["pretokenizers"].is_array(),
+                "tokenizer.json: pre_tokenizer.pretokenizers: expected an array");
+    bool first = true;
+    for (const auto& sub : spec["pretokenizers"]) {
+      pt->add_step(sub, first);
+      first = false;
+    }
+  } else {
+    pt->add_step(spec, true);
+  }
+  return pt;
+}
+
+void PreTokenizer::add_step(const nlohmann::json& spec, bool first) {
+  MEDR1_CHECK(spec.is_object() && spec.contains("type") && spec["type"].is_string(),
+              "tokenizer.json: pre_tokenizer step: expected an object with a string \"type\", got ", spec.dump());
+  const std::string type = spec["type"];
+  Step step;
+  if (type == "Split") {
+    const std::string where = "tokenizer.json: pre_tokenizer Split";
+    MEDR1_CHECK(spec.contains("pattern") && spec["pattern"].is_object(), where, ": missing \"pattern\" object");
+    const auto& pat = spec["pattern"];
+    if (pat.contains("Regex") && pat["Regex"].is_string()) {
+      step.regex = std::make_unique<Pcre2Regex>(pat["Regex"].get<std::string>(), false, where);
+    } else if (pat.contains("String") && pat["String"].is_string()) {
+      step.regex = std::make_unique<Pcre2Regex>(pat["String"].get<std::string>(), true, where);
+    } else {
+      fail(where, ": pattern: expected {\"Regex\": ...} or {\"String\": ...}, got ", pat.dump());
+    }
+    const std::string behavior = spec.value("behavior", std::string("Isolated"));
+    if (behavior == "Isolated") {
+      step.behavior = Behavior::Isolated;
+    } else if (behavior == "Removed") {
+      step.behavior = Behavior::Removed;
+    } else {
+      fail(where, ": behavior \"", behavior, "\" is not supported (Isolated, Removed)");
+    }
+    step.invert = spec.value("invert", false);
+  } else if (type == "ByteLevel") {
+    byte_level_ = true;
+    step.add_prefix_space = spec.value("add_prefix_space", false);
+    MEDR1_CHECK(!step.add_prefix_space || first,
+                "tokenizer.json: pre_tokenizer ByteLevel with add_prefix_space is only supported as the first step");
+    if (spec.value("use_regex", true)) {
+      step.regex = std::make_unique<Pcre2Regex>(kGpt2Pattern, false, "ByteLevel regex");
+    }
+  } else {
+    fail("tokenizer.json: pre_tokenizer type \"", type, "\" is not supported (Split, ByteLevel, Sequence)");
+  }
+  steps_.push_back(std::move(step));
+}
+
+}  // namespace medr1::tokenizer::detail
