@@ -126,8 +126,8 @@ Qwen2VisionRMSNormImpl::Qwen2VisionRMSNormImpl(int64_t dim, double eps) : eps_(e
 }
 
 at::Tensor Qwen2VisionRMSNormImpl::forward(const at::Tensor& x) {
-  // As HF Qwen2RMSNorm: normalise in float32, cast back, then scale by the weight.
-  at::Tensor xf = x.to(at::kFloat);
+  // As HF Qwen2RMSNorm: normalise in float32 (float64 stays float64), cast back, scale by weight.
+  at::Tensor xf = x.to(at::promote_types(x.scalar_type(), at::kFloat));
   at::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
   return weight * (xf * at::rsqrt(var + eps_)).to(x.scalar_type());
 }
@@ -171,9 +171,11 @@ at::Tensor Qwen2VisionAttentionImpl::forward(const at::Tensor& x, const std::vec
   const auto dtype = x.scalar_type();
   at::Tensor qkv_out = qkv->forward(x).view({P, 3, H, Dh});  // [P, 3, H, Dh]
   at::Tensor q = qkv_out.select(1, 0), k = qkv_out.select(1, 1), v = qkv_out.select(1, 2);
-  // Rotary in float32 (HF apply_rotary_pos_emb_vision), then back to the compute dtype.
-  at::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);  // [P, 1, Dh]
-  at::Tensor qf = q.to(at::kFloat), kf = k.to(at::kFloat);
+  // Rotary in float32 (HF apply_rotary_pos_emb_vision), then back to the compute dtype. `hi` is
+  // float32 for bf16/fp16/fp32 like HF; float64 stays float64 (finite-difference checks).
+  const auto hi = at::promote_types(dtype, at::kFloat);
+  at::Tensor c = cos.unsqueeze(1).to(hi), s = sin.unsqueeze(1).to(hi);  // [P, 1, Dh]
+  at::Tensor qf = q.to(hi), kf = k.to(hi);
   q = (qf * c + rotate_half(qf) * s).to(dtype);  // [P, H, Dh]
   k = (kf * c + rotate_half(kf) * s).to(dtype);
 
@@ -198,7 +200,7 @@ at::Tensor Qwen2VisionAttentionImpl::forward(const at::Tensor& x, const std::vec
 #else
     // HF eager: scores / sqrt(Dh), softmax in float32, cast back, @ v.
     at::Tensor scores = at::matmul(qs, ks.transpose(-1, -2)) * inv_sqrt;  // [n, H, L, L]
-    at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(dtype);
+    at::Tensor probs = at::softmax(scores, -1, hi).to(dtype);
     o = at::matmul(probs, vs);  // [n, H, L, Dh]
 #endif
     outs.push_back(o.permute({0, 2, 1, 3}).reshape({n * L, H * Dh}));  // [n*L, D]
