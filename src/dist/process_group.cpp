@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <map>
 #include <string_view>
+#include <thread>
 #include <utility>
 
 #include "medr1/core/error.h"
@@ -115,12 +116,23 @@ ProcessGroup::ProcessGroup(const LaunchEnv& env, ProcessGroupOptions opts)
   if (world_size_ == 1) return;
   auto state = std::make_shared<detail::GroupState>();
   const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
+  const auto rdv_timeout = opts.rendezvous_timeout.count() > 0 ? opts.rendezvous_timeout : opts.timeout;
   try {
     state->store = compat::make_tcp_store(env.master_addr, static_cast<std::uint16_t>(env.master_port),
-                                          env.rank == 0, env.world_size, opts.timeout);
+                                          env.rank == 0, env.world_size, rdv_timeout);
+    // Everyone joined before the backend starts its (op-timeout bound) full-mesh connect, so a
+    // slow-starting rank costs rendezvous time, not a spurious collective timeout.
+    state->store->add("medr1/joined", 1);
+    const auto t0 = std::chrono::steady_clock::now();
+    while (state->store->add("medr1/joined", 0) < world_size_) {
+      MEDR1_CHECK(std::chrono::steady_clock::now() - t0 < rdv_timeout, "only ",
+                  state->store->add("medr1/joined", 0), " of ", world_size_, " ranks joined");
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    state->store->setTimeout(opts.timeout);
   } catch (const std::exception& e) {
     fail("dist: rendezvous (TCPStore at ", where, ", ", env.rank == 0 ? "server" : "client",
-         ") failed on rank ", rank_, " of ", world_size_, " within ", opts.timeout.count(),
+         ") failed on rank ", rank_, " of ", world_size_, " within ", rdv_timeout.count(),
          " ms: ", short_what(e));
   }
   try {

@@ -25,6 +25,7 @@ using testing::write_text;
 ProcessGroupOptions short_timeout() {
   ProcessGroupOptions o;
   o.timeout = std::chrono::seconds(5);
+  o.rendezvous_timeout = std::chrono::seconds(40);  // process start-up on a loaded machine
   return o;
 }
 

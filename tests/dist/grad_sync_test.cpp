@@ -96,6 +96,7 @@ TEST(DistWorker, TrainToy) {
   if (!worker_is("TrainToy")) GTEST_SKIP() << "worker mode only";
   ProcessGroupOptions po;
   po.timeout = std::chrono::seconds(10);
+  po.rendezvous_timeout = std::chrono::seconds(40);
   ProcessGroup pg(read_launch_env(), po);
   const int r = pg.rank();
   const Data d = make_data();

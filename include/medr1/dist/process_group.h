@@ -22,6 +22,9 @@ struct ProcessGroupOptions {
   // Every store operation and collective fails after this long (torch's default is 30 min; ours
   // is shorter so a dead rank is noticed within a training step).
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};
+  // How long ranks may take to all reach the rendezvous (they may start seconds or minutes apart);
+  // 0 = same as `timeout`. Collectives still fail after `timeout`.
+  std::chrono::milliseconds rendezvous_timeout{0};
   // "cpu" -> gloo; "cuda" -> NCCL (only in MEDR1_CUDA builds).
   std::string device = "cpu";
   // Address gloo binds its transport to. Empty: $GLOO_SOCKET_IFNAME (an interface) if set, else
