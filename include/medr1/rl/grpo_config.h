@@ -1,0 +1,144 @@
+// The GRPO / SFT run config: TRL GRPOConfig + HF TrainingArguments keys that Med-R1 uses, with
+// Med-R1's effective values as defaults (README command on TRL 0.14: G=4, GA=2, prompt 1024,
+// completion 256, lr 1e-6, beta 0.04, temperature 1.0 hard-coded in its trainer). Each field is
+// listed once in visit_fields (field, json key, default, help); that list drives the defaults,
+// the strict JSON reader, the resolved_config.json dump, string overrides (--set key=value and the
+// per-field CLI flags of grpo_config_cli.h) and --help. No torch here on purpose.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace medr1::rl {
+
+struct GRPOConfig {
+  // Run and data
+  std::string output_dir, model_name_or_path, dataset_name, dataset_root, run_name, resume;
+  std::string algo, prompt_template;
+  // Optimiser and schedule (HF TrainingArguments)
+  double learning_rate, adam_beta1, adam_beta2, adam_epsilon, weight_decay, max_grad_norm;
+  std::string lr_scheduler_type;
+  int64_t warmup_steps;
+  double warmup_ratio;
+  // Batching and length
+  int64_t num_generations, per_device_train_batch_size, gradient_accumulation_steps;
+  int64_t max_prompt_length, max_completion_length;
+  double num_train_epochs;
+  int64_t max_steps, save_steps, logging_steps;
+  bool save_only_model, bf16, gradient_checkpointing;
+  int64_t max_pixels, min_pixels, seed;
+  // Sampling
+  double temperature;
+  int64_t top_k;
+  double top_p, repetition_penalty;
+  // GRPO loss
+  double beta, epsilon;
+  std::optional<double> epsilon_high;
+  int64_t num_iterations;
+  std::string loss_type, scale_rewards;
+  bool mask_truncated_completions;
+  std::vector<std::string> reward_funcs;
+  std::vector<double> reward_weights;
+
+  GRPOConfig();  // every field at its visit_fields default
+
+  // The one field list. `v(field, "json_key", default, "help")` per field, in dump order.
+  template <class Self, class V>
+  static void visit_fields(Self& c, V&& v) {
+    using S = std::string;
+    using VS = std::vector<std::string>;
+    using VD = std::vector<double>;
+    v(c.output_dir, "output_dir", S{}, "run folder: checkpoints, logs, resolved_config.json");
+    v(c.model_name_or_path, "model_name_or_path", S{}, "HF checkpoint folder of the policy");
+    v(c.dataset_name, "dataset_name", S{}, "training data (Med-R1 Splits JSON file or folder)");
+    v(c.dataset_root, "dataset_root", S{}, "folder that relative image paths are joined to");
+    v(c.run_name, "run_name", S{}, "name shown in logs (empty = output_dir)");
+    v(c.resume, "resume", S{}, "checkpoint folder to resume from (empty = fresh run)");
+    v(c.algo, "algo", S{"grpo"}, "training algorithm: grpo | sft");
+    v(c.prompt_template, "prompt_template", S{"think"},
+      "Med-R1 script mirrored: think (grpo_vqa.py) | nothink (grpo_vqa_nothink.py)");
+    v(c.learning_rate, "learning_rate", 1e-6, "AdamW peak learning rate");
+    v(c.adam_beta1, "adam_beta1", 0.9, "AdamW beta1");
+    v(c.adam_beta2, "adam_beta2", 0.999, "AdamW beta2");
+    v(c.adam_epsilon, "adam_epsilon", 1e-8, "AdamW epsilon");
+    v(c.weight_decay, "weight_decay", 0.0, "AdamW decoupled weight decay");
+    v(c.max_grad_norm, "max_grad_norm", 1.0, "clip gradients to this global L2 norm (0 = off)");
+    v(c.lr_scheduler_type, "lr_scheduler_type", S{"linear"},
+      "linear | constant | constant_with_warmup | cosine (HF semantics)");
+    v(c.warmup_steps, "warmup_steps", int64_t{0}, "LR warmup steps (overrides warmup_ratio if > 0)");
+    v(c.warmup_ratio, "warmup_ratio", 0.0, "LR warmup as a fraction of the total steps");
+    v(c.num_generations, "num_generations", int64_t{4}, "G: completions sampled per prompt");
+    v(c.per_device_train_batch_size, "per_device_train_batch_size", int64_t{1},
+      "prompts per micro-batch and rank (each expands to G completions)");
+    v(c.gradient_accumulation_steps, "gradient_accumulation_steps", int64_t{2},
+      "micro-batches per optimizer step");
+    v(c.max_prompt_length, "max_prompt_length", int64_t{1024},
+      "keep the last N prompt tokens for the loss forward");
+    v(c.max_completion_length, "max_completion_length", int64_t{256}, "max new tokens per completion");
+    v(c.num_train_epochs, "num_train_epochs", 2.0, "passes over the training data");
+    v(c.max_steps, "max_steps", int64_t{-1}, "optimizer steps (> 0 overrides num_train_epochs)");
+    v(c.save_steps, "save_steps", int64_t{200}, "checkpoint every N optimizer steps");
+    v(c.save_only_model, "save_only_model", false, "checkpoints hold weights only (no optimizer)");
+    v(c.logging_steps, "logging_steps", int64_t{1}, "log every N optimizer steps");
+    v(c.bf16, "bf16", false, "bf16 weights and compute (else fp32)");
+    v(c.gradient_checkpointing, "gradient_checkpointing", false, "recompute activations in backward");
+    v(c.max_pixels, "max_pixels", int64_t{401408}, "image processor max_pixels (512*28*28)");
+    v(c.min_pixels, "min_pixels", int64_t{3136}, "image processor min_pixels (4*28*28)");
+    v(c.seed, "seed", int64_t{42}, "random seed (data order, sampling, init)");
+    v(c.temperature, "temperature", 1.0, "rollout sampling temperature (Med-R1 hard-codes 1.0)");
+    v(c.top_k, "top_k", int64_t{50}, "rollout top-k (0 = off; transformers default 50)");
+    v(c.top_p, "top_p", 1.0, "rollout nucleus top-p");
+    v(c.repetition_penalty, "repetition_penalty", 1.0, "rollout repetition penalty");
+    v(c.beta, "beta", 0.04, "KL coefficient (0 = no reference model)");
+    v(c.epsilon, "epsilon", 0.2, "lower clip range (ratio >= 1 - epsilon)");
+    v(c.epsilon_high, "epsilon_high", std::optional<double>{},
+      "upper clip range (ratio <= 1 + epsilon_high); null = epsilon");
+    v(c.num_iterations, "num_iterations", int64_t{1}, "policy updates per generation batch");
+    v(c.loss_type, "loss_type", S{"grpo"}, "grpo | bnpo | dr_grpo | dapo (TRL)");
+    v(c.scale_rewards, "scale_rewards", S{"group"}, "advantage scaling: group | batch | none (TRL)");
+    v(c.mask_truncated_completions, "mask_truncated_completions", false,
+      "exclude completions without EOS from the loss");
+    v(c.reward_funcs, "reward_funcs", VS{"accuracy", "format"}, "reward functions by name");
+    v(c.reward_weights, "reward_weights", VD{}, "one weight per reward function ([] = all 1)");
+  }
+  template <class V> void visit(V&& v) { visit_fields(*this, v); }
+  template <class V> void visit(V&& v) const { visit_fields(*this, v); }
+
+  // epsilon_high, or epsilon when unset.
+  double resolved_epsilon_high() const { return epsilon_high ? *epsilon_high : epsilon; }
+  // Completions per optimizer step over all ranks: world * per_device * GA * G.
+  int64_t global_completion_batch(int64_t world_size) const {
+    return world_size * per_device_train_batch_size * gradient_accumulation_steps * num_generations;
+  }
+
+  // Cross-field rules; throws medr1::Error naming the field(s) and values.
+  // max_position_embeddings: the model's limit on prompt + completion tokens.
+  void validate(int64_t world_size = 1, int64_t max_position_embeddings = 32768) const;
+};
+
+// Per-field description for CLI registration and --help.
+struct ConfigFieldInfo {
+  std::string key, type, default_value, help;  // type: string|float|int|bool|optional_float|list_str|list_float
+};
+std::vector<ConfigFieldInfo> grpo_config_fields();
+
+// JSON <-> config. Unknown keys are errors ("<file>: learnin_rate: unknown key"), as are wrong
+// types ("<file>: beta: expected number, got string"); absent keys keep their defaults.
+GRPOConfig grpo_config_from_json(const nlohmann::json& j, const std::string& file);
+GRPOConfig load_grpo_config(const std::string& path);
+nlohmann::json to_json(const GRPOConfig& c);  // every field, in visit order
+// Writes to_json(c) (indent 2) to path, e.g. <output_dir>/resolved_config.json.
+void save_grpo_config(const GRPOConfig& c, const std::string& path);
+
+// Sets field `key` from command-line words (HfArgumentParser style): bools take "true/false/
+// yes/no/1/0" (no word = true), optional floats take "none"/"null", lists take one word per item
+// (or comma-separated words, or one JSON array). Throws naming the key on unknown keys or bad values.
+void apply_override(GRPOConfig& c, const std::string& key, const std::vector<std::string>& words);
+// "key=value" (the --set form); `value` may be a JSON array for list fields.
+void apply_set(GRPOConfig& c, const std::string& key_eq_value);
+
+}  // namespace medr1::rl

@@ -1,0 +1,99 @@
+// GRPO token losses and their aggregation, as free functions (no model, no trainer state).
+// Mirrors Med-R1's Qwen2VLGRPOTrainer.compute_loss (TRL 0.14: ratio exp(logp - logp.detach()),
+// k3 KL to the reference, per-sequence token mean then batch mean) and, for the options Med-R1
+// does not use, TRL's GRPOTrainer._compute_loss (loss_type bnpo / dr_grpo / dapo, two-sided
+// clipping with epsilon / epsilon_high when num_iterations > 1, mask_truncated_completions).
+// Letters: N = completions (B*G), T = completion tokens, V = vocabulary.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace medr1::rl {
+
+// TRL GRPOConfig.loss_type. Normalisation of sum(per_token_loss * mask):
+//   grpo:    per sequence / its token count, then mean over sequences (Med-R1)
+//   bnpo:    / total active tokens of the micro-batch
+//   dr_grpo: / (N * max_completion_length)
+//   dapo:    / (num_items_in_batch / num_processes): active tokens of the whole generation batch
+//            (all ranks, all accumulation micro-batches)
+enum class LossType { grpo, bnpo, dr_grpo, dapo };
+
+LossType loss_type_from_string(std::string_view s);
+const char* to_string(LossType t);
+
+// Divisor the trainer applies to each micro-batch loss before backward: TRL divides grpo / bnpo /
+// dr_grpo by the gradient accumulation steps, while dapo's normaliser already spans them.
+int64_t loss_accumulation_divisor(LossType t, int64_t gradient_accumulation_steps);
+
+// Completion mask [N, T] (int32, 0/1): 1 up to and including the first token whose id is in
+// eos_ids, 0 after it; all ones for a row without EOS (TRL: arange <= eos_idx). With
+// mask_truncated_completions, a row without any EOS (cut at max length) is all zeros.
+at::Tensor completion_mask(const at::Tensor& completion_ids, const std::vector<int64_t>& eos_ids,
+                           bool mask_truncated_completions = false);
+
+// log_softmax(logits)[n, t, ids[n, t]] -> [N, T], differentiable w.r.t. logits. logits [N, T, V]
+// (any float dtype), ids [N, T] integer. Works on chunks of rows so the fp32 softmax temporary
+// never exceeds chunk_rows * V elements (0 = auto, ~64 Mi elements); computed in fp32 (fp64 for
+// fp64 logits) via gather - logsumexp and returned in that dtype. Med-R1 runs log_softmax in the
+// model dtype (bf16) row by row; fp32 here is deliberate (more accurate, same result in fp32).
+at::Tensor selective_log_softmax(const at::Tensor& logits, const at::Tensor& ids,
+                                 int64_t chunk_rows = 0);
+
+// k3 estimator of KL(pi || pi_ref) per token: exp(ref - logp) - (ref - logp) - 1 (>= 0).
+at::Tensor per_token_kl(const at::Tensor& per_token_logps, const at::Tensor& ref_per_token_logps);
+
+struct PolicyLossOptions {
+  LossType loss_type = LossType::grpo;
+  double beta = 0.04;          // KL coefficient; 0 skips the KL term (ref logps not needed)
+  double epsilon_low = 0.2;    // GRPOConfig.epsilon
+  double epsilon_high = 0.2;   // GRPOConfig.epsilon_high (= epsilon when unset)
+  int64_t max_completion_length = 256;  // dr_grpo denominator
+  // dapo only: active tokens of the whole generation batch over all ranks (TRL
+  // num_items_in_batch); <= 0 means "this micro-batch's mask sum" (single process, no accumulation).
+  double num_items_in_batch = 0;
+  int64_t num_processes = 1;   // dapo only
+};
+
+struct PolicyLossOutput {
+  at::Tensor loss;              // scalar, differentiable; NOT divided by accumulation steps
+  at::Tensor per_token_loss;    // [N, T] before masking (detached)
+  // Metrics (detached scalars, same dtype as the logps):
+  at::Tensor kl;                // Med-R1 "kl": per-sequence masked mean of the k3 KL, then mean (0 if beta == 0)
+  at::Tensor clip_ratio_low;    // masked token mean of (ratio < 1 - eps_low) & (A < 0)
+  at::Tensor clip_ratio_high;   // masked token mean of (ratio > 1 + eps_high) & (A > 0)
+  at::Tensor clip_ratio_region; // either of the above
+  at::Tensor completion_length; // mean mask sum per sequence
+  at::Tensor n_tokens;          // mask sum of the micro-batch
+};
+
+// Per-token loss and aggregation.
+//   per_token_logps     [N, T] current policy, requires grad
+//   old_per_token_logps [N, T] or undefined: undefined = num_iterations == 1 (Med-R1), the ratio
+//                       is exp(logp - logp.detach()) == 1 and no clipping applies:
+//                       loss_t = -(ratio * A - beta * kl);
+//                       defined = PPO clipping: coef_1 = exp(logp - old),
+//                       coef_2 = clamp(coef_1, 1 - eps_low, 1 + eps_high),
+//                       loss_t = -min(coef_1 * A, coef_2 * A) + beta * kl
+//   ref_per_token_logps [N, T] (may be undefined when beta == 0)
+//   advantages          [N]
+//   mask                [N, T] 0/1 (completion_mask)
+PolicyLossOutput grpo_policy_loss(const at::Tensor& per_token_logps,
+                                  const at::Tensor& old_per_token_logps,
+                                  const at::Tensor& ref_per_token_logps,
+                                  const at::Tensor& advantages, const at::Tensor& mask,
+                                  const PolicyLossOptions& opt);
+
+// Same, from logits [N, T, V] aligned with completion_ids [N, T] (logits[:, t] predicts ids[:, t]).
+PolicyLossOutput grpo_policy_loss_from_logits(const at::Tensor& logits,
+                                              const at::Tensor& completion_ids,
+                                              const at::Tensor& old_per_token_logps,
+                                              const at::Tensor& ref_per_token_logps,
+                                              const at::Tensor& advantages,
+                                              const at::Tensor& mask,
+                                              const PolicyLossOptions& opt);
+
+}  // namespace medr1::rl
