@@ -146,7 +146,7 @@ def check_decode(binary, n, rng, tmp):
         rgb = Image.fromarray(arr, "RGB")
         kind = ["jpg", "jpg_prog", "jpg_L", "jpg_cmyk", "png_L", "png_LA", "png_P", "png_Ptrns", "png_RGBA",
                 "png_RGB", "png_1", "png_I16", "bmp", "bmp_P", "gif", "raw_RGB16", "raw_RGBA16", "raw_LA16",
-                "raw_L2", "raw_L4", "raw_P4short"][i % 21]
+                "raw_L2", "raw_L4", "raw_P4short", "gif_trns", "gif_gray", "gif_small_pal"][i % 24]
         path = os.path.join(tmp, f"d{i}_{kind}")
         q = int(rng.integers(5, 100))
         sub = int(rng.integers(0, 3))
@@ -154,7 +154,10 @@ def check_decode(binary, n, rng, tmp):
             rgb.save(path + ".jpg", quality=q, subsampling=sub)
             path += ".jpg"
         elif kind == "jpg_prog":
-            rgb.save(path + ".jpg", quality=q, subsampling=sub, progressive=True)
+            try:
+                rgb.save(path + ".jpg", quality=q, subsampling=sub, progressive=True)
+            except OSError:  # Pillow 9.4's progressive writer buffer (w*h bytes) is too small for noisy q>90 images
+                rgb.save(path + ".jpg", quality=min(q, 60), subsampling=sub, progressive=True)
             path += ".jpg"
         elif kind == "jpg_L":
             rgb.convert("L").save(path + ".jpg", quality=q)
@@ -198,6 +201,16 @@ def check_decode(binary, n, rng, tmp):
             path += ".bmp"
         elif kind == "gif":
             rgb.convert("P", palette=Image.ADAPTIVE, colors=64).save(path + ".gif")
+            path += ".gif"
+        elif kind == "gif_trns":
+            p = rgb.convert("P", palette=Image.ADAPTIVE, colors=int(rng.integers(2, 257)))
+            p.save(path + ".gif", transparency=int(rng.integers(0, 2)), interlace=bool(rng.integers(0, 2)))
+            path += ".gif"
+        elif kind == "gif_gray":
+            rgb.convert("L").save(path + ".gif")
+            path += ".gif"
+        elif kind == "gif_small_pal":
+            rgb.convert("P", palette=Image.ADAPTIVE, colors=3).save(path + ".gif", optimize=False)
             path += ".gif"
         else:
             path += ".png"

@@ -2,7 +2,8 @@
 // JPEG: libjpeg-turbo with Pillow's settings (islow IDCT, fancy upsampling, CMYK read as Adobe-inverted
 // "CMYK;I" then Convert.c cmyk2rgb); PNG: libpng with no colour transformations except bit unpacking, so the
 // palette, the 16-bit grey clip (mode I -> RGB clips at 255) and the alpha drop are done here as Convert.c
-// does them; BMP/GIF: stb_image. libjpeg/libpng report errors by longjmp: the decode functions hold no C++
+// does them; BMP: stb_image; GIF (first frame): our own LZW decoder
+// with Pillow's canvas, transparency and palette rules. libjpeg/libpng report errors by longjmp: the decode functions hold no C++
 // object with a destructor between setjmp and the longjmp, and every failure becomes a medr1::Error.
 #include "medr1/vision/image_io.h"
 
@@ -21,7 +22,6 @@
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_ONLY_BMP
-#define STBI_ONLY_GIF
 #define STBI_NO_STDIO
 #define STBI_NO_LINEAR
 #define STBI_NO_HDR
@@ -337,24 +337,170 @@ RgbImage decode_png(const uint8_t* bytes, size_t n, const std::string& name) {
   return img;
 }
 
-// ------------------------------------------------------------------------------------------ BMP / GIF
+// ------------------------------------------------------------------------------------------------ GIF
 
-// True when the first frame of a GIF declares a transparent colour index (Graphic Control Extension).
-// stb_image paints such pixels black, Pillow keeps the palette colour of that index, so we warn.
-bool gif_first_frame_has_transparency(const uint8_t* b, size_t n) {
-  if (n < 13) return false;
+// First frame of a GIF as Pillow 9.4 loads it (GifImagePlugin + GifDecode.c semantics): the canvas is the logical
+// screen grown to hold the frame, pre-filled with the frame's transparent index (0 without one); the frame's
+// LZW indices are all written, the transparent one included; convert("RGB") maps indices through the local
+// palette, else the global one, over Pillow's grey ramp (a ramp palette = mode L gives the same colours).
+// An LZW stream that ends before the frame is full is refused, as Pillow's "image file is truncated".
+RgbImage decode_gif(const uint8_t* b, size_t n, const std::string& name) {
+  auto u16 = [&](size_t at) { return static_cast<int64_t>(b[at] | (b[at + 1] << 8)); };
+  auto need = [&](size_t pos, size_t len) {
+    MEDR1_CHECK(pos + len <= n, name, ": cannot decode GIF: image file is truncated");
+  };
+  need(0, 13);
+  int64_t width = u16(6), height = u16(8);
   size_t pos = 13;
-  if (b[10] & 0x80) pos += 3u * (2u << (b[10] & 7));  // global colour table
-  while (pos < n) {
-    if (b[pos] == 0x2C || b[pos] == 0x3B) return false;  // image descriptor or trailer: no GCE before frame 0
-    if (b[pos] != 0x21 || pos + 1 >= n) return false;
-    if (b[pos + 1] == 0xF9 && pos + 3 < n) return (b[pos + 3] & 1) != 0;
-    pos += 2;  // skip the extension's sub-blocks
-    while (pos < n && b[pos] != 0) pos += 1u + b[pos];
-    pos += 1;
+  uint8_t lut[256 * 3];
+  for (int i = 0; i < 256; ++i) lut[3 * i] = lut[3 * i + 1] = lut[3 * i + 2] = static_cast<uint8_t>(i);
+  std::vector<uint8_t> global;
+  if (b[10] & 0x80) {
+    const size_t len = 3u << ((b[10] & 7) + 1);
+    need(pos, len);
+    global.assign(b + pos, b + pos + len);
+    pos += len;
   }
-  return false;
+  int transparency = -1;
+  // Extensions up to the first image descriptor; only the Graphic Control Extension matters.
+  for (;;) {
+    need(pos, 1);
+    if (b[pos] == 0x2C) break;
+    MEDR1_CHECK(b[pos] == 0x21, name, ": cannot decode GIF: no image in file");
+    need(pos, 2);
+    const uint8_t label = b[pos + 1];
+    pos += 2;
+    bool first_block = true;
+    for (;;) {
+      need(pos, 1);
+      const size_t len = b[pos];
+      need(pos, 1 + len);
+      if (len == 0) {
+        pos += 1;
+        break;
+      }
+      if (label == 0xF9 && first_block && len >= 4 && (b[pos + 1] & 1)) transparency = b[pos + 4];
+      first_block = false;
+      pos += 1 + len;
+    }
+  }
+  need(pos, 10);
+  const int64_t x0 = u16(pos + 1), y0 = u16(pos + 3), fw = u16(pos + 5), fh = u16(pos + 7);
+  const uint8_t flags = b[pos + 9];
+  pos += 10;
+  const bool interlaced = (flags & 0x40) != 0;
+  const std::vector<uint8_t>* palette = &global;
+  std::vector<uint8_t> local;
+  if (flags & 0x80) {
+    const size_t len = 3u << ((flags & 7) + 1);
+    need(pos, len);
+    local.assign(b + pos, b + pos + len);
+    palette = &local;
+    pos += len;
+  }
+  std::memcpy(lut, palette->data(), std::min<size_t>(palette->size(), sizeof(lut)));
+  width = std::max(width, x0 + fw);  // Pillow grows the canvas to hold the frame
+  height = std::max(height, y0 + fh);
+  check_size(width, height, name);
+  MEDR1_CHECK(fw > 0 && fh > 0, name, ": cannot decode GIF: empty frame");
+  need(pos, 1);
+  const int min_bits = b[pos++];
+  MEDR1_CHECK(min_bits <= 12, name, ": cannot decode GIF: LZW code size ", min_bits);
+  // The LZW data: complete sub-blocks up to the terminator (a partial last block is not used, as in Pillow).
+  std::vector<uint8_t> lzw;
+  while (pos < n && b[pos] != 0 && pos + 1 + b[pos] <= n) {
+    lzw.insert(lzw.end(), b + pos + 1, b + pos + 1 + b[pos]);
+    pos += 1u + b[pos];
+  }
+
+  std::vector<uint8_t> idx(static_cast<size_t>(width * height), static_cast<uint8_t>(transparency >= 0 ? transparency : 0));
+  // Destination rows in decode order (interlaced: rows 0,8,.. then 4,12,.. then 2,6,.. then 1,3,..).
+  std::vector<int64_t> rows;
+  rows.reserve(static_cast<size_t>(fh));
+  if (interlaced) {
+    const int64_t starts[4] = {0, 4, 2, 1}, steps[4] = {8, 8, 4, 2};
+    for (int p = 0; p < 4; ++p)
+      for (int64_t y = starts[p]; y < fh; y += steps[p]) rows.push_back(y);
+  } else {
+    for (int64_t y = 0; y < fh; ++y) rows.push_back(y);
+  }
+  const int clear = 1 << min_bits, end_code = clear + 1;
+  std::vector<uint16_t> link(4096, 0);
+  std::vector<uint8_t> suffix(4096, 0);
+  std::vector<uint8_t> stack(4097);
+  int code_size = min_bits + 1, next = clear + 2, prev = -1;
+  uint8_t prev_first = 0;
+  uint32_t bitbuf = 0;
+  int bitcount = 0;
+  size_t in = 0;
+  int64_t written = 0;
+  const int64_t total = fw * fh;
+  auto emit = [&](uint8_t v) {
+    if (written >= total) return;
+    const int64_t y = rows[static_cast<size_t>(written / fw)], x = written % fw;
+    idx[static_cast<size_t>((y0 + y) * width + x0 + x)] = v;
+    ++written;
+  };
+  while (written < total) {
+    while (bitcount < code_size && in < lzw.size()) {
+      bitbuf |= static_cast<uint32_t>(lzw[in++]) << bitcount;
+      bitcount += 8;
+    }
+    if (bitcount < code_size) break;  // out of data
+    int code = static_cast<int>(bitbuf & ((1u << code_size) - 1));
+    bitbuf >>= code_size;
+    bitcount -= code_size;
+    if (code == clear) {
+      code_size = min_bits + 1;
+      next = clear + 2;
+      prev = -1;
+      continue;
+    }
+    if (code == end_code) break;
+    if (prev < 0) {  // first symbol after a clear: a literal
+      MEDR1_CHECK(code < clear, name, ": cannot decode GIF: broken LZW data");
+      prev_first = static_cast<uint8_t>(code);
+      emit(prev_first);
+      prev = code;
+      continue;
+    }
+    MEDR1_CHECK(code <= next, name, ": cannot decode GIF: broken LZW data");
+    // Expand `code` (or prev + first char of prev when code == next) onto the stack, last char first.
+    size_t sp = 0;
+    int c = code;
+    if (code == next) {
+      stack[sp++] = prev_first;
+      c = prev;
+    }
+    while (c >= clear) {
+      MEDR1_CHECK(sp < stack.size() && c < 4096, name, ": cannot decode GIF: broken LZW data");
+      stack[sp++] = suffix[static_cast<size_t>(c)];
+      c = link[static_cast<size_t>(c)];
+    }
+    const uint8_t first = static_cast<uint8_t>(c);
+    stack[sp++] = first;
+    while (sp > 0) emit(stack[--sp]);
+    if (next < 4096) {
+      suffix[static_cast<size_t>(next)] = first;
+      link[static_cast<size_t>(next)] = static_cast<uint16_t>(prev);
+      ++next;
+      if (next == (1 << code_size) && code_size < 12) ++code_size;
+    }
+    prev = code;
+    prev_first = first;
+  }
+  MEDR1_CHECK(written >= total, name, ": cannot decode GIF: image file is truncated (", written, " of ", total,
+              " pixels)");
+  RgbImage img;
+  img.width = width;
+  img.height = height;
+  set_mode(img, palette->empty() ? "L" : "P");
+  img.data.resize(idx.size() * 3);
+  for (size_t i = 0; i < idx.size(); ++i) std::memcpy(&img.data[3 * i], lut + 3 * idx[i], 3);
+  return img;
 }
+
+// ------------------------------------------------------------------------------------------------ BMP
 
 RgbImage decode_stb(const uint8_t* bytes, size_t n, const std::string& name, const char* format) {
   MEDR1_CHECK(n <= 0x7fffffffu, name, ": ", format, " file too large");
@@ -373,11 +519,6 @@ RgbImage decode_stb(const uint8_t* bytes, size_t n, const std::string& name, con
     throw;
   }
   stbi_image_free(px);
-  if (std::strcmp(format, "GIF") == 0 && gif_first_frame_has_transparency(bytes, n)) {
-    spdlog::warn("{}: GIF with a transparent colour: transparent pixels decode black here, Pillow gives them the "
-                 "palette colour of the transparent index (pixels differ from the reference there)",
-                 name);
-  }
   return img;
 }
 
@@ -390,7 +531,7 @@ RgbImage decode_image_rgb(const uint8_t* bytes, size_t n, const std::string& nam
   if (starts_with("\xFF\xD8\xFF", 3)) return decode_jpeg(bytes, n, name);
   if (starts_with("\x89PNG\r\n\x1A\n", 8)) return decode_png(bytes, n, name);
   if (starts_with("BM", 2)) return decode_stb(bytes, n, name, "BMP");
-  if (starts_with("GIF87a", 6) || starts_with("GIF89a", 6)) return decode_stb(bytes, n, name, "GIF");
+  if (starts_with("GIF87a", 6) || starts_with("GIF89a", 6)) return decode_gif(bytes, n, name);
   fail(name, ": cannot identify image file (not JPEG, PNG, BMP or GIF)");
 }
 

@@ -1,7 +1,8 @@
 // Image file decoding to 8-bit RGB exactly as Pillow 9.4 does `Image.open(path).convert("RGB")`:
 // JPEG through libjpeg-turbo (islow IDCT, fancy upsampling, Adobe-inverted CMYK as Pillow converts it),
 // PNG through libpng (L, LA, P with palette, RGB, RGBA, 16-bit grey opened as mode I and CLIPPED at
-// 255 by convert("RGB")), BMP/GIF through stb_image. Alpha is dropped without compositing and the EXIF
+// 255 by convert("RGB")), BMP through stb_image, GIF (first frame, Pillow's canvas/transparency/palette rules)
+// through a small LZW decoder of our own. Alpha is dropped without compositing and the EXIF
 // orientation is ignored, as transformers v4.49's Qwen2VLImageProcessor sees the file.
 #pragma once
 

@@ -106,6 +106,51 @@ TEST(ImageDecode, Bmp24) {
   EXPECT_EQ(img.data, expect);
 }
 
+// Hand-made GIF: 3x2 logical screen, a 2x2 frame at x = 1 holding indices 0,1 / 2,3, transparent index 2.
+// Pillow fills the canvas with the transparent index, writes every frame index (the transparent one too) and
+// maps indices through the palette: column 0 gets palette[2], the frame its own colours.
+TEST(ImageDecode, GifCanvasTransparencyAndPalette) {
+  std::vector<uint8_t> g = {'G', 'I', 'F', '8', '9', 'a', 3, 0, 2, 0, 0x81, 0, 0};  // GCT of 4 entries
+  const uint8_t pal[12] = {10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120};
+  g.insert(g.end(), pal, pal + 12);
+  const uint8_t gce[8] = {0x21, 0xF9, 4, 0x01, 0, 0, 2, 0};  // transparency flag, index 2
+  g.insert(g.end(), gce, gce + 8);
+  const uint8_t desc[10] = {0x2C, 1, 0, 0, 0, 2, 0, 2, 0, 0};
+  g.insert(g.end(), desc, desc + 10);
+  // LZW, min code size 2: clear(4), literals 0 1 2 3 (3-bit codes; the table reaches 8 entries after the
+  // third literal so the fourth literal and the end code (5) are 4-bit), packed LSB first.
+  const std::pair<uint32_t, int> codes[] = {{4, 3}, {0, 3}, {1, 3}, {2, 3}, {3, 4}, {5, 4}};
+  uint32_t acc = 0;
+  int nbits = 0;
+  std::vector<uint8_t> data;
+  for (auto [code, width] : codes) {
+    acc |= code << nbits;
+    nbits += width;
+    while (nbits >= 8) {
+      data.push_back(static_cast<uint8_t>(acc & 0xFF));
+      acc >>= 8;
+      nbits -= 8;
+    }
+  }
+  if (nbits > 0) data.push_back(static_cast<uint8_t>(acc));
+  const size_t lzw_at = g.size();
+  g.push_back(2);
+  g.push_back(static_cast<uint8_t>(data.size()));
+  g.insert(g.end(), data.begin(), data.end());
+  g.push_back(0);
+  g.push_back(0x3B);
+  RgbImage img = decode_image_rgb(g.data(), g.size(), "hand.gif");
+  ASSERT_EQ(img.width, 3);
+  ASSERT_EQ(img.height, 2);
+  const std::vector<uint8_t> expect = {70, 80, 90, 10, 20, 30, 40, 50, 60,  // row 0: fill(2), idx 0, idx 1
+                                       70, 80, 90, 70, 80, 90, 100, 110, 120};  // row 1: fill(2), idx 2, idx 3
+  EXPECT_EQ(img.data, expect);
+  // Cut inside the data sub-block: Pillow does not decode an incomplete block, so the frame stays unfilled
+  // and the file is refused as truncated.
+  std::vector<uint8_t> cut(g.begin(), g.begin() + static_cast<std::ptrdiff_t>(lzw_at + 3));
+  expect_refused(cut, "cut.gif");
+}
+
 TEST(ResizeBicubic, SameSizeIsExactCopyAndOneAxisPass) {
   RgbImage img = load_image_rgb(kImages + "rgba.png");  // 130 x 90
   RgbImage same = resize_bicubic(img, img.width, img.height);
