@@ -6,8 +6,11 @@
 #include "medr1/dist/grad_sync.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <mutex>
+#include <unordered_set>
 
 #include "medr1/core/error.h"
 
@@ -135,6 +138,43 @@ struct GradSync::Impl {
     if (--buckets[s.bucket].pending == 0) launch_ready(/*from_hook=*/true);
   }
 
+  // Marks slot i ready with what .grad holds now (zeros when undefined).
+  void fill_from_grad(Slot& s) {
+    const at::Tensor& g = s.param.grad();
+    if (g.defined()) {
+      view_of(s).copy_(g.reshape({-1}));
+    } else {
+      view_of(s).zero_();
+    }
+    s.ready = true;
+    --buckets[s.bucket].pending;
+  }
+
+  void prepare_for_backward(const at::Tensor& loss) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!sync || !opts.overlap) return;
+    // Every autograd node reachable from the loss.
+    std::unordered_set<const torch::autograd::Node*> seen;
+    std::vector<torch::autograd::Node*> stack;
+    if (auto root = loss.grad_fn()) stack.push_back(root.get());
+    while (!stack.empty()) {
+      auto* n = stack.back();
+      stack.pop_back();
+      if (!seen.insert(n).second) continue;
+      for (const auto& e : n->next_edges()) {
+        if (e.function && !seen.count(e.function.get())) stack.push_back(e.function.get());
+      }
+    }
+    at::NoGradGuard no_grad;
+    for (auto& s : slots) {
+      if (s.ready) continue;
+      const auto acc = torch::autograd::impl::try_get_grad_accumulator(s.param);
+      if (acc && seen.count(acc.get())) continue;  // its hook will fire during backward
+      fill_from_grad(s);
+    }
+    launch_ready(/*from_hook=*/true);
+  }
+
   void finalize() {
     std::lock_guard<std::mutex> lock(mu);
     at::NoGradGuard no_grad;
@@ -149,16 +189,8 @@ struct GradSync::Impl {
     for (size_t i = 0; i < slots.size(); ++i) {
       auto& s = slots[i];
       used_p[i] = s.param.grad().defined() ? 1 : 0;
-      if (s.ready) continue;
       // No hook fired (no_sync / no overlap / unused this step): send what .grad holds, or zeros.
-      const at::Tensor& g = s.param.grad();
-      if (g.defined()) {
-        view_of(s).copy_(g.reshape({-1}));
-      } else {
-        view_of(s).zero_();
-      }
-      s.ready = true;
-      --buckets[s.bucket].pending;
+      if (!s.ready) fill_from_grad(s);
     }
     launch_ready(/*from_hook=*/false);
     // Always issued after the last bucket, on every rank: same collective order everywhere.
@@ -252,6 +284,8 @@ void GradSync::set_sync_enabled(bool enabled) {
 bool GradSync::sync_enabled() const { return impl_->sync; }
 
 void GradSync::finalize() { impl_->finalize(); }
+
+void GradSync::prepare_for_backward(const at::Tensor& loss) { impl_->prepare_for_backward(loss); }
 
 const GradSyncStats& GradSync::stats() const { return impl_->stats; }
 

@@ -1,7 +1,8 @@
 // Data-parallel training equals single-process training: a toy MLP (with a frozen layer, a
 // never-used layer and a sometimes-used parameter) trained with AdamW for 4 steps by 2 gloo
 // ranks, each on its half of the global batch in 2 accumulation micro-steps, matches a
-// single-process run over the whole batch, and the two ranks stay bitwise identical.
+// single-process run over the whole batch, and the two ranks stay bitwise identical. Gradient
+// buckets start during backward (grad hooks), all of them once prepare_for_backward is used.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -118,11 +119,19 @@ TEST(DistWorker, TrainToy) {
       auto loss = net->loss_sum(d.x[s].narrow(0, lo, micro), d.y[s].narrow(0, lo, micro),
                                 d.flag[s].narrow(0, lo, micro)) /
                   static_cast<double>(half);
+      // Steps 2-3 also mark parameters the loss cannot reach (`unused`, `extra` when no flag)
+      // ready before backward, so every bucket starts before finalize().
+      if (m == 1 && s >= 2) sync.prepare_for_backward(loss);
       loss.backward();
     }
     sync.finalize();
-    // MLP buckets completed inside backward and were started from the hooks (overlap).
+    // The MLP buckets completed inside backward and were started from the hooks (overlap).
     EXPECT_GE(sync.stats().launched_in_backward, 1) << "step " << s;
+    if (s >= 2) {
+      EXPECT_EQ(sync.stats().launched_in_finalize, 0) << "step " << s;
+    } else {
+      EXPECT_GE(sync.stats().launched_in_finalize, 1) << "step " << s;  // unused held one back
+    }
     opt.step();
     const auto flat = flat_params(net);
     const auto all = pg.allgather(flat);

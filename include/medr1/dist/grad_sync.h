@@ -33,7 +33,8 @@ struct GradSyncStats {
   int64_t n_buckets = 0;
   int64_t wire_bytes = 0;  // bytes allreduced per sync (all buckets)
   int64_t syncs = 0;       // finalize() calls
-  // Of the last sync: buckets started from a grad hook (overlapped) vs from finalize().
+  // Of the last sync: buckets started before finalize() (from a grad hook during backward, or
+  // from prepare_for_backward) vs from finalize().
   int64_t launched_in_backward = 0;
   int64_t launched_in_finalize = 0;
 };
@@ -72,6 +73,12 @@ class GradSync {
   NoSyncGuard no_sync() { return NoSyncGuard(this); }
   void set_sync_enabled(bool enabled);
   bool sync_enabled() const;
+
+  // Optional, before the synced micro-step's backward (DDP find_unused_parameters): walks the
+  // autograd graph of `loss` and marks parameters it cannot reach as ready now (their current
+  // .grad or zeros), so a bucket holding a parameter unused this step still starts during
+  // backward instead of holding back itself and every later bucket until finalize().
+  void prepare_for_backward(const at::Tensor& loss);
 
   // Completes the sync: buckets not yet started (no overlap, params without grads) are filled
   // from .grad (zeros where undefined) and sent in bucket order, then all are awaited, divided by
