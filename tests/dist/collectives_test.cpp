@@ -164,3 +164,47 @@ TEST(Dist, PeerHangFailsSurvivorAtTimeout) { expect_survivor_fails("PeerHangs", 
 
 }  // namespace
 }  // namespace medr1::dist
+
+namespace medr1::dist {
+namespace {
+
+// Throughput of a 25 MB fp32 allreduce (one GradSync bucket) between 2 gloo ranks on loopback.
+// Disabled by default (a measurement, not a check): run with --gtest_also_run_disabled_tests
+// --gtest_filter=Dist.DISABLED_GlooAllreduceThroughput.
+TEST(DistWorker, GlooBandwidth) {
+  if (!worker_is("GlooBandwidth")) GTEST_SKIP() << "worker mode only";
+  ProcessGroupOptions o;
+  o.timeout = std::chrono::seconds(30);
+  o.rendezvous_timeout = std::chrono::seconds(40);
+  ProcessGroup pg(read_launch_env(), o);
+  auto run = [&](at::Tensor t, int iters) {
+    pg.allreduce(t);  // warm-up
+    pg.barrier();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < iters; ++i) pg.allreduce(t);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+  };
+  const int64_t n = (int64_t{25} << 20) / 4;
+  const double f32 = run(at::ones({n}), 10);
+  const double bf16 = run(at::ones({n}, at::kBFloat16), 10);  // same element count, via fp32
+  if (pg.rank() == 0) {
+    const double bytes = static_cast<double>(n) * 4;
+    char buf[256];
+    std::snprintf(buf, sizeof(buf),
+                  "fp32 25 MB: %.1f ms, algbw %.2f GB/s, busbw %.2f GB/s; bf16 (%.1f MB, fp32 on "
+                  "the wire): %.1f ms",
+                  f32 * 1e3, bytes / f32 / 1e9, bytes / f32 / 1e9 * 2 * (2 - 1) / 2,
+                  static_cast<double>(n) * 2 / 1e6, bf16 * 1e3);
+    write_text(worker_dir() / "bw.txt", buf);
+  }
+}
+
+TEST(Dist, DISABLED_GlooAllreduceThroughput) {
+  testing::ScratchDir dir;
+  const auto res = testing::run_scenario("GlooBandwidth", testing::worker_options("GlooBandwidth", dir));
+  ASSERT_EQ(res.exit_code, 0) << res.message;
+  std::printf("[GlooBandwidth] %s\n", read_text(dir.path / "bw.txt").c_str());
+}
+
+}  // namespace
+}  // namespace medr1::dist
