@@ -362,6 +362,7 @@ at::Tensor Qwen2VisionTransformerImpl::forward(const at::Tensor& pixel_values, c
               " rows (shape ", pixel_values.sizes(), ") but grid_thw implies ", P);
 
   at::Tensor x = patch_embed->forward(pixel_values);  // [P, D]
+  if (P == 0) return merger->forward(x);              // no images: [0, hidden]
   const auto dev = x.device();
   at::Tensor rope = rot_pos_emb(grid_thw);            // [P, Dh/2] float32, CPU
   if (debug) {

@@ -305,4 +305,13 @@ TEST(Qwen2Vision, RejectsPixelRowsThatDisagreeWithGrid) {
   EXPECT_THROW(tower->forward(pv, at::tensor({1, 3, 8}, at::kLong).view({1, 3})), medr1::Error);
 }
 
+TEST(Qwen2Vision, NoImagesGivesEmptyEmbeddings) {
+  for (const Kit* kit : {&qwen2vl_kit(), &qwen2_5vl_kit()}) {
+    auto tower = make_tower(*kit);
+    at::NoGradGuard ng;
+    at::Tensor out = tower->forward(at::zeros({0, 1176}), at::zeros({0, 3}, at::kLong));
+    EXPECT_EQ(out.sizes(), at::IntArrayRef({0, tower->config().hidden_size})) << kit->dir;
+  }
+}
+
 }  // namespace
