@@ -40,7 +40,8 @@ struct ImageProcessorConfig {
   std::array<double, 3> image_std{0.26862954, 0.26130258, 0.27577711};   // OPENAI_CLIP_STD
   int64_t min_pixels = 56 * 56;  // 3136; Med-R1 keeps 3136
   // 12845056 (= 3584^2) is what Qwen2-VL / Qwen2.5-VL checkpoints ship in preprocessor_config.json; Med-R1 runs
-  // with 401408 (callers override the field).
+  // with 401408 (callers override the field). NB: transformers v4.49's class default is 28*28*1280 = 1003520,
+  // reached only by a config file with no max_pixels at all (none of the Qwen checkpoints).
   int64_t max_pixels = 12845056;
   int64_t patch_size = 14;
   int64_t temporal_patch_size = 2;
@@ -51,8 +52,9 @@ struct ImageProcessorConfig {
 };
 
 // Parses a preprocessor_config.json. Top-level min_pixels/max_pixels win over `size`, which may be
-// {"shortest_edge", "longest_edge"} or {"min_pixels", "max_pixels"}. Unknown keys are ignored. Errors name
-// the file and the field.
+// {"shortest_edge", "longest_edge"} (newer transformers honour it; v4.49 only reads the top-level keys, which
+// every Qwen checkpoint has) or {"min_pixels", "max_pixels"}. Unknown keys are ignored. Errors name the file
+// and the field.
 ImageProcessorConfig load_image_processor_config(const std::string& preprocessor_config_json_path);
 
 struct ProcessedImage {
