@@ -2,6 +2,11 @@
 #include "medr1/eval/metrics.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "medr1/core/error.h"
 
@@ -97,6 +102,15 @@ void SplitMetrics::add(ItemResult r) {
   results.push_back(std::move(r));
 }
 
+void SplitMetrics::add_json_items(const std::vector<json>& items, const std::string& where) {
+  // Parse all first: a bad item leaves the metrics unchanged.
+  std::vector<ItemResult> parsed;
+  parsed.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i)
+    parsed.push_back(item_from_json(items[i], where + ": item " + std::to_string(i)));
+  for (auto& r : parsed) add(std::move(r));
+}
+
 double SplitMetrics::accuracy() const {
   return num_samples > 0 ? static_cast<double>(num_correct) / num_samples * 100.0 : 0.0;
 }
@@ -127,6 +141,26 @@ json SplitMetrics::to_json(const json& meta) const {
   for (const auto* r : sorted) arr.push_back(item_to_json(*r));
   j["results"] = std::move(arr);
   return j;
+}
+
+void write_json_atomic(const std::string& path, const json& j) {
+  namespace fs = std::filesystem;
+  const auto parent = fs::path(path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    MEDR1_CHECK(!ec, parent.string(), ": cannot create folder (", ec.message(), ")");
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    MEDR1_CHECK(out.good(), tmp, ": cannot open for writing (", std::strerror(errno), ")");
+    out << j.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
+    out.close();
+    MEDR1_CHECK(!out.fail(), tmp, ": write failed");
+  }
+  MEDR1_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, path, ": cannot rename ", tmp, " (",
+              std::strerror(errno), ")");
 }
 
 }  // namespace medr1::eval

@@ -435,7 +435,7 @@ void EvalReport::write_all(const std::string& dir, const std::string& title) con
     out.close();
     MEDR1_CHECK(!out.fail(), p, ": write failed");
   };
-  put("summary.json", to_json().dump(2) + "\n");
+  write_json_atomic((fs::path(dir) / "summary.json").string(), to_json());
   put("report.md", to_markdown(title));
   put("accuracy_heatmap.svg", to_svg_heatmap(title + ": accuracy (%)"));
 }

@@ -59,6 +59,9 @@ class SplitMetrics {
   std::vector<ItemResult> results;
 
   void add(ItemResult r);
+  // Adds items read back from a resumed JSONL (JsonlWriter::existing()); `where` names the file.
+  // All or nothing: on a malformed item it throws and adds none.
+  void add_json_items(const std::vector<nlohmann::json>& items, const std::string& where);
   double accuracy() const;          // num_correct / num_samples * 100; 0 when empty
   double unparseable_rate() const;  // num_unparseable / num_samples * 100; 0 when empty
 
@@ -67,5 +70,9 @@ class SplitMetrics {
   //  "results": [...] sorted by index}.
   nlohmann::json to_json(const nlohmann::json& meta = nlohmann::json::object()) const;
 };
+
+// Writes `j` (indent 2) to `path` via a temporary file and rename, so a reader never sees half a
+// file (the per-split result JSON and summary.json are rewritten after every split).
+void write_json_atomic(const std::string& path, const nlohmann::json& j);
 
 }  // namespace medr1::eval

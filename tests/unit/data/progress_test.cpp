@@ -48,3 +48,32 @@ TEST(Progress, LogModeWritesLinesToGivenStream) {
   for (char c : text) lines += c == '\n';
   EXPECT_EQ(lines, 3);
 }
+
+TEST(Progress, TtyModeRedrawsWithCarriageReturn) {
+  std::FILE* f = std::tmpfile();
+  ASSERT_NE(f, nullptr);
+  {
+    ProgressOptions o;
+    o.stream = f;
+    o.tty = 1;
+    o.redraw_interval_s = 0.0;
+    ProgressBar bar("t", 2, o);
+    bar.advance();
+    bar.advance();
+    bar.finish();
+    bar.finish();  // idempotent
+  }
+  std::rewind(f);
+  std::string text;
+  int c;
+  while ((c = std::fgetc(f)) != EOF) text += static_cast<char>(c);
+  std::fclose(f);
+  int cr = 0, nl = 0;
+  for (char ch : text) {
+    cr += ch == '\r';
+    nl += ch == '\n';
+  }
+  EXPECT_EQ(cr, 3) << text;  // two redraws and the final line
+  EXPECT_EQ(nl, 1) << text;  // only the final line ends the line
+  EXPECT_NE(text.find("2/2 100.0%"), std::string::npos);
+}

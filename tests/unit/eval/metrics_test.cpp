@@ -1,6 +1,9 @@
 // Per-split evaluation arithmetic and the Med-R1-compatible result JSON.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "medr1/core/error.h"
 #include "medr1/eval/metrics.h"
 
@@ -78,4 +81,30 @@ TEST(Metrics, ItemJsonRoundTrip) {
   EXPECT_EQ(e.error.value_or(""), "boom");
   EXPECT_FALSE(e.extracted_answer.has_value());
   EXPECT_THROW(item_from_json({{"index", 1}}, "out.jsonl: line 1"), medr1::Error);
+}
+
+TEST(Metrics, ResumedItemsAndAtomicJson) {
+  std::vector<nlohmann::json> lines = {
+      item_to_json(score_item(rec(0, "<answer> A </answer>"), "<answer> A </answer>")),
+      item_to_json(score_item(rec(1, "<answer> B </answer>"), "no tags"))};
+  SplitMetrics m("s", "", "clean/think");
+  m.add_json_items(lines, "out.jsonl");
+  EXPECT_EQ(m.num_samples, 2);
+  EXPECT_EQ(m.num_correct, 1);
+  EXPECT_EQ(m.num_unparseable, 1);
+  lines.push_back({{"index", 2}});
+  try {
+    m.add_json_items(lines, "out.jsonl");
+    FAIL() << "expected an error";
+  } catch (const medr1::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out.jsonl: item 2"), std::string::npos) << e.what();
+  }
+  namespace fs = std::filesystem;
+  const fs::path p = fs::path(MEDR1_BINARY_DIR) / "test_tmp" / "metrics" / "CT(x)_clean_think.json";
+  fs::remove(p);
+  write_json_atomic(p.string(), m.to_json());
+  std::ifstream in(p);
+  auto j = nlohmann::json::parse(in);
+  EXPECT_EQ(j.at("num_samples"), 2);  // the failed call added nothing
+  EXPECT_FALSE(fs::exists(p.string() + ".tmp"));
 }
