@@ -69,6 +69,18 @@ def read_ppm(path):
     return np.frombuffer(data[pos:pos + w * h * 3], dtype=np.uint8).reshape(h, w, 3)
 
 
+def write_bmp16(path, samples, layout):
+    """16-bit BMP by hand (PIL cannot write one): layout '555' (BI_RGB) or '565' (BI_BITFIELDS)."""
+    h, w = samples.shape
+    stride = (w * 2 + 3) & ~3
+    rows = b"".join(samples[y].astype("<u2").tobytes().ljust(stride, b"\x00") for y in range(h - 1, -1, -1))
+    masks = struct.pack("<III", 0xF800, 0x7E0, 0x1F) if layout == "565" else b""
+    offset = 14 + 40 + len(masks)
+    dib = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 16, 3 if layout == "565" else 0, len(rows), 2835, 2835, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + dib + masks + rows)
+
+
 def random_image(rng, w, h):
     kind = rng.integers(0, 4)
     if kind == 0:  # noise: exercises the clip8 at both ends
@@ -146,7 +158,7 @@ def check_decode(binary, n, rng, tmp):
         rgb = Image.fromarray(arr, "RGB")
         kind = ["jpg", "jpg_prog", "jpg_L", "jpg_cmyk", "png_L", "png_LA", "png_P", "png_Ptrns", "png_RGBA",
                 "png_RGB", "png_1", "png_I16", "bmp", "bmp_P", "gif", "raw_RGB16", "raw_RGBA16", "raw_LA16",
-                "raw_L2", "raw_L4", "raw_P4short", "gif_trns", "gif_gray", "gif_small_pal"][i % 24]
+                "raw_L2", "raw_L4", "raw_P4short", "gif_trns", "gif_gray", "gif_small_pal", "bmp555", "bmp565"][i % 26]
         path = os.path.join(tmp, f"d{i}_{kind}")
         q = int(rng.integers(5, 100))
         sub = int(rng.integers(0, 3))
@@ -212,6 +224,9 @@ def check_decode(binary, n, rng, tmp):
         elif kind == "gif_small_pal":
             rgb.convert("P", palette=Image.ADAPTIVE, colors=3).save(path + ".gif", optimize=False)
             path += ".gif"
+        elif kind in ("bmp555", "bmp565"):
+            path += ".bmp"
+            write_bmp16(path, rng.integers(0, 65536, size=(h, w)), kind[3:])
         else:
             path += ".png"
             if kind in ("raw_RGB16", "raw_RGBA16", "raw_LA16"):

@@ -502,6 +502,52 @@ RgbImage decode_gif(const uint8_t* b, size_t n, const std::string& name) {
 
 // ------------------------------------------------------------------------------------------------ BMP
 
+// 16-bit BMPs: Pillow's BGR;15 / BGR;16 unpackers scale a k-bit field v as v * 255 / (2^k - 1) (floor), where
+// stb_image replicates bits (differs by 1 for some values), so these are decoded here. BI_RGB is 5-5-5;
+// BI_BITFIELDS must be 5-6-5 or 5-5-5, other layouts are refused as Pillow refuses them.
+RgbImage decode_bmp16(const uint8_t* b, size_t n, const std::string& name) {
+  auto u16 = [&](size_t at) { return static_cast<uint32_t>(b[at] | (b[at + 1] << 8)); };
+  auto u32 = [&](size_t at) { return u16(at) | (u16(at + 2) << 16); };
+  const uint32_t offset = u32(10), compression = u32(30);
+  const int64_t width = static_cast<int32_t>(u32(18)), height_signed = static_cast<int32_t>(u32(22));
+  const int64_t height = height_signed < 0 ? -height_signed : height_signed;
+  check_size(width, height, name);
+  int shift_r = 10, bits_g = 5;
+  if (compression == 3) {
+    MEDR1_CHECK(n >= 66, name, ": cannot decode BMP: image file is truncated");
+    const uint32_t r = u32(54), g = u32(58), bl = u32(62);
+    if (r == 0xF800 && g == 0x7E0 && bl == 0x1F) {
+      shift_r = 11;
+      bits_g = 6;
+    } else {
+      MEDR1_CHECK(r == 0x7C00 && g == 0x3E0 && bl == 0x1F, name, ": cannot decode BMP: Unsupported BMP bitfields layout");
+    }
+  } else {
+    MEDR1_CHECK(compression == 0, name, ": cannot decode BMP: unsupported 16-bit compression ", compression);
+  }
+  const size_t stride = (static_cast<size_t>(width) * 2 + 3) & ~static_cast<size_t>(3);
+  MEDR1_CHECK(offset <= n && (n - offset) / stride >= static_cast<size_t>(height), name,
+              ": cannot decode BMP: image file is truncated");
+  RgbImage img;
+  img.width = width;
+  img.height = height;
+  set_mode(img, "RGB");
+  img.data.resize(static_cast<size_t>(width * height * 3));
+  const int gmax = (1 << bits_g) - 1;
+  for (int64_t y = 0; y < height; ++y) {
+    const int64_t src_row = height_signed < 0 ? y : height - 1 - y;  // bottom-up unless the height is negative
+    const uint8_t* row = b + offset + static_cast<size_t>(src_row) * stride;
+    for (int64_t x = 0; x < width; ++x) {
+      const int v = row[2 * x] | (row[2 * x + 1] << 8);
+      uint8_t* o = &img.data[static_cast<size_t>((y * width + x) * 3)];
+      o[0] = static_cast<uint8_t>(((v >> shift_r) & 31) * 255 / 31);
+      o[1] = static_cast<uint8_t>(((v >> 5) & gmax) * 255 / gmax);
+      o[2] = static_cast<uint8_t>((v & 31) * 255 / 31);
+    }
+  }
+  return img;
+}
+
 RgbImage decode_stb(const uint8_t* bytes, size_t n, const std::string& name, const char* format) {
   MEDR1_CHECK(n <= 0x7fffffffu, name, ": ", format, " file too large");
   int w = 0, h = 0, comp = 0;
@@ -530,7 +576,11 @@ RgbImage decode_image_rgb(const uint8_t* bytes, size_t n, const std::string& nam
   auto starts_with = [&](const char* magic, size_t len) { return n >= len && std::memcmp(bytes, magic, len) == 0; };
   if (starts_with("\xFF\xD8\xFF", 3)) return decode_jpeg(bytes, n, name);
   if (starts_with("\x89PNG\r\n\x1A\n", 8)) return decode_png(bytes, n, name);
-  if (starts_with("BM", 2)) return decode_stb(bytes, n, name, "BMP");
+  if (starts_with("BM", 2)) {
+    // Headers of 40 bytes or more (BITMAPINFOHEADER and later) hold the bit count at offset 28.
+    if (n >= 34 && bytes[14] >= 40 && (bytes[28] | (bytes[29] << 8)) == 16) return decode_bmp16(bytes, n, name);
+    return decode_stb(bytes, n, name, "BMP");
+  }
   if (starts_with("GIF87a", 6) || starts_with("GIF89a", 6)) return decode_gif(bytes, n, name);
   fail(name, ": cannot identify image file (not JPEG, PNG, BMP or GIF)");
 }
