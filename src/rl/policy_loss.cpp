@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "medr1/core/error.h"
+#include "medr1/rl/grpo_config.h"
 
 namespace medr1::rl {
 
@@ -32,6 +33,16 @@ int64_t loss_accumulation_divisor(LossType t, int64_t gradient_accumulation_step
   MEDR1_CHECK(gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1, got ",
               gradient_accumulation_steps);
   return t == LossType::dapo ? 1 : gradient_accumulation_steps;
+}
+
+PolicyLossOptions policy_loss_options(const GRPOConfig& cfg) {
+  PolicyLossOptions o;
+  o.loss_type = loss_type_from_string(cfg.loss_type);
+  o.beta = cfg.beta;
+  o.epsilon_low = cfg.epsilon;
+  o.epsilon_high = cfg.resolved_epsilon_high();
+  o.max_completion_length = cfg.max_completion_length;
+  return o;
 }
 
 at::Tensor completion_mask(const at::Tensor& completion_ids, const std::vector<int64_t>& eos_ids,

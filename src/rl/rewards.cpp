@@ -63,6 +63,27 @@ std::pair<size_t, std::optional<uint32_t>> decode_utf8(std::string_view s, size_
   return {n, cp};
 }
 
+// Text as Python would see it after bytes.decode("utf-8", errors="replace") (which is what HF
+// decoding produces): invalid bytes become U+FFFD, so `.` matches them as it matches U+FFFD.
+// Returns the input unchanged (no copy) in the normal, valid case.
+std::string_view as_valid_utf8(std::string_view s, std::string& storage) {
+  bool valid = true;
+  for (size_t i = 0; i < s.size() && valid;) {
+    auto [n, cp] = decode_utf8(s, i);
+    valid = cp.has_value();
+    i += n;
+  }
+  if (valid) return s;
+  storage.clear();
+  for (size_t i = 0; i < s.size();) {
+    auto [n, cp] = decode_utf8(s, i);
+    if (cp) storage.append(s.substr(i, n));
+    else storage.append("\xef\xbf\xbd");
+    i += n;
+  }
+  return storage;
+}
+
 struct CodeDeleter {
   void operator()(pcre2_code* c) const { pcre2_code_free(c); }
 };
@@ -183,7 +204,9 @@ std::string py_strip(std::string_view s) {
   return std::string(s.substr(begin, end - begin));
 }
 
-std::string extract_answer(std::string_view text) {
+std::string extract_answer(std::string_view text_in) {
+  std::string storage;
+  const std::string_view text = as_valid_utf8(text_in, storage);
   if (auto g = answer_regex().search(text, 1)) return py_strip(*g);
   return py_strip(text);
 }
@@ -193,7 +216,8 @@ double accuracy_reward(std::string_view completion, std::string_view solution) {
 }
 
 double format_reward(std::string_view completion, PromptMode mode) {
-  return format_regex(mode).fullmatch(completion) ? 1.0 : 0.0;
+  std::string storage;
+  return format_regex(mode).fullmatch(as_valid_utf8(completion, storage)) ? 1.0 : 0.0;
 }
 
 void RewardRegistry::add(const std::string& name, RewardFunc fn) {

@@ -14,6 +14,8 @@
 
 namespace medr1::rl {
 
+struct GRPOConfig;
+
 // TRL GRPOConfig.loss_type. Normalisation of sum(per_token_loss * mask):
 //   grpo:    per sequence / its token count, then mean over sequences (Med-R1)
 //   bnpo:    / total active tokens of the micro-batch
@@ -40,6 +42,7 @@ at::Tensor completion_mask(const at::Tensor& completion_ids, const std::vector<i
 // never exceeds chunk_rows * V elements (0 = auto, ~64 Mi elements); computed in fp32 (fp64 for
 // fp64 logits) via gather - logsumexp and returned in that dtype. Med-R1 runs log_softmax in the
 // model dtype (bf16) row by row; fp32 here is deliberate (more accurate, same result in fp32).
+// Autograd keeps each chunk's fp32 input for backward, i.e. one fp32 copy of bf16 logits.
 at::Tensor selective_log_softmax(const at::Tensor& logits, const at::Tensor& ids,
                                  int64_t chunk_rows = 0);
 
@@ -57,6 +60,10 @@ struct PolicyLossOptions {
   double num_items_in_batch = 0;
   int64_t num_processes = 1;   // dapo only
 };
+
+// loss_type, beta, epsilon, epsilon_high (resolved) and max_completion_length of a run config;
+// the dapo fields (num_items_in_batch, num_processes) are per step and left for the trainer.
+PolicyLossOptions policy_loss_options(const GRPOConfig& cfg);
 
 struct PolicyLossOutput {
   at::Tensor loss;              // scalar, differentiable; NOT divided by accumulation steps

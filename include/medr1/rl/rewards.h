@@ -28,6 +28,9 @@ const char* to_string(PromptMode m);
 // valid UTF-8 count as non-space.
 std::string py_strip(std::string_view s);
 
+// Regex matching reads invalid UTF-8 bytes as U+FFFD, as Python sees text that was decoded with
+// errors="replace" (HF decoding); valid input is matched in place without a copy.
+
 // The text Med-R1 compares: group(1).strip() of the first re.search(r'<answer>(.*?)</answer>')
 // (no DOTALL: `.` does not match '\n'), else the whole text stripped.
 std::string extract_answer(std::string_view text);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "medr1/core/error.h"
+#include "medr1/rl/grpo_config.h"
 #include "medr1/rl/policy_loss.h"
 
 namespace medr1::rl {
@@ -186,6 +187,21 @@ TEST(PolicyLoss, MaskedTokensAndEmptyRows) {
   EXPECT_EQ(loss_accumulation_divisor(LossType::dapo, 2), 1);
   EXPECT_EQ(loss_type_from_string("dr_grpo"), LossType::dr_grpo);
   EXPECT_THROW(loss_type_from_string("ppo"), medr1::Error);
+}
+
+TEST(PolicyLoss, OptionsFromConfig) {
+  GRPOConfig c;
+  c.loss_type = "dr_grpo";
+  c.epsilon = 0.1;
+  c.max_completion_length = 77;
+  PolicyLossOptions o = policy_loss_options(c);
+  EXPECT_EQ(o.loss_type, LossType::dr_grpo);
+  EXPECT_EQ(o.beta, 0.04);
+  EXPECT_EQ(o.epsilon_low, 0.1);
+  EXPECT_EQ(o.epsilon_high, 0.1);  // unset epsilon_high follows epsilon
+  EXPECT_EQ(o.max_completion_length, 77);
+  c.epsilon_high = 0.28;
+  EXPECT_EQ(policy_loss_options(c).epsilon_high, 0.28);
 }
 
 }  // namespace

@@ -70,6 +70,15 @@ TEST(PyStrip, PythonWhitespaceSet) {
   EXPECT_EQ(py_strip(" \xff "), "\xff");                        // invalid UTF-8 kept
 }
 
+TEST(AccuracyReward, InvalidUtf8ReadAsReplacementChar) {
+  // Invalid bytes are read as U+FFFD, as Python sees text decoded with errors="replace".
+  EXPECT_EQ(accuracy_reward("<answer>\xff</answer>", "<answer> C </answer>"), 0.0);
+  EXPECT_EQ(accuracy_reward("<answer>\xff</answer>", "<answer>\xef\xbf\xbd</answer>"), 1.0);
+  EXPECT_EQ(accuracy_reward("<answer> C </answer>\xff", "<answer> C </answer>"), 1.0);
+  EXPECT_EQ(format_reward("<answer>\xc3</answer>", PromptMode::nothink), 1.0);
+  EXPECT_EQ(format_reward("<answer>C</answer>\xc3", PromptMode::nothink), 0.0);
+}
+
 struct FmtCase {
   const char* name;
   std::string completion;
