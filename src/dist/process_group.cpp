@@ -140,6 +140,7 @@ ProcessGroup::ProcessGroup(const LaunchEnv& env, ProcessGroupOptions opts)
 #ifdef MEDR1_CUDA
       state->backend = compat::make_nccl_backend(state->store, rank_, world_size_, opts.timeout);
       backend_name_ = "nccl";
+      wire_device_ = at::Device(at::kCUDA, static_cast<at::DeviceIndex>(env.local_rank));
 #else
       fail("dist: device 'cuda' (NCCL) needs a MEDR1_CUDA build");
 #endif
@@ -179,14 +180,14 @@ std::map<at::ScalarType, std::vector<size_t>> group_by_dtype(const std::string& 
 
 // One contiguous 1-D buffer of dtype `dt` holding the listed tensors back to back.
 at::Tensor flatten(const std::vector<at::Tensor>& ts, const std::vector<size_t>& idx,
-                   at::ScalarType dt) {
+                   at::ScalarType dt, at::Device device) {
   if (idx.size() == 1) {
     const auto& t = ts[idx[0]];
-    return t.reshape({-1}).to(dt, /*non_blocking=*/false, /*copy=*/true);
+    return t.reshape({-1}).to(device, dt, /*non_blocking=*/false, /*copy=*/true);
   }
   std::vector<at::Tensor> parts;
   parts.reserve(idx.size());
-  for (auto i : idx) parts.push_back(ts[i].reshape({-1}).to(dt));
+  for (auto i : idx) parts.push_back(ts[i].reshape({-1}).to(device, dt));
   return at::cat(parts);
 }
 
@@ -208,8 +209,9 @@ void ProcessGroup::allreduce(std::vector<at::Tensor>& tensors, ReduceOp op) {
                 " tensors is not supported (integer division)");
     // A lone contiguous tensor already in the wire dtype is reduced where it lies.
     const bool in_place = idx.size() == 1 && tensors[idx[0]].is_contiguous() &&
-                          tensors[idx[0]].scalar_type() == dt;
-    at::Tensor buf = in_place ? tensors[idx[0]] : flatten(tensors, idx, dt);
+                          tensors[idx[0]].scalar_type() == dt &&
+                          tensors[idx[0]].device() == wire_device();
+    at::Tensor buf = in_place ? tensors[idx[0]] : flatten(tensors, idx, dt, wire_device());
     std::vector<at::Tensor> bufs{buf};
     run_op("allreduce", rank_, world_size_, timeout_, [&] {
       ::c10d::AllreduceOptions o;
@@ -229,6 +231,8 @@ void ProcessGroup::allreduce(at::Tensor& tensor, ReduceOp op) {
 Work ProcessGroup::allreduce_async(const at::Tensor& tensor) {
   if (world_size_ == 1) return Work();
   MEDR1_CHECK(tensor.is_contiguous(), "dist: allreduce_async needs a contiguous tensor");
+  MEDR1_CHECK(tensor.device() == wire_device(), "dist: allreduce_async: ", backend_name_,
+              " needs tensors on ", wire_device(), ", got ", tensor.device());
   MEDR1_CHECK(reduce_dtype(backend_name_, tensor.scalar_type()) == tensor.scalar_type(),
               "dist: allreduce_async: ", backend_name_, " cannot sum ", tensor.scalar_type(),
               " tensors; reduce a float copy");
@@ -255,8 +259,9 @@ void ProcessGroup::broadcast(std::vector<at::Tensor>& tensors, int root) {
   // Wire dtype as for allreduce: bf16 -> fp32 is exact, and gloo has no bf16 copy kernel in 1.13.
   for (auto& [dt, idx] : group_by_dtype(backend_name_, tensors)) {
     const bool in_place = idx.size() == 1 && tensors[idx[0]].is_contiguous() &&
-                          tensors[idx[0]].scalar_type() == dt;
-    at::Tensor buf = in_place ? tensors[idx[0]] : flatten(tensors, idx, dt);
+                          tensors[idx[0]].scalar_type() == dt &&
+                          tensors[idx[0]].device() == wire_device();
+    at::Tensor buf = in_place ? tensors[idx[0]] : flatten(tensors, idx, dt, wire_device());
     std::vector<at::Tensor> bufs{buf};
     run_op("broadcast", rank_, world_size_, timeout_, [&] {
       ::c10d::BroadcastOptions o;
@@ -277,14 +282,14 @@ std::vector<at::Tensor> ProcessGroup::allgather(const at::Tensor& tensor) {
   MEDR1_CHECK(tensor.defined(), "dist: allgather of an undefined tensor");
   if (world_size_ == 1) return {tensor.clone()};
   const auto dt = reduce_dtype(backend_name_, tensor.scalar_type());
-  std::vector<at::Tensor> in{tensor.to(dt).contiguous()};
+  std::vector<at::Tensor> in{tensor.to(wire_device(), dt).contiguous()};
   std::vector<std::vector<at::Tensor>> out(1);
   for (int r = 0; r < world_size_; ++r) out[0].push_back(at::empty_like(in[0]));
   run_op("allgather", rank_, world_size_, timeout_,
          [&] { return state_->backend->allgather(out, in); });
   std::vector<at::Tensor> result;
   result.reserve(out[0].size());
-  for (auto& t : out[0]) result.push_back(t.to(tensor.scalar_type()));
+  for (auto& t : out[0]) result.push_back(t.to(tensor.device(), tensor.scalar_type()));
   return result;
 }
 

@@ -34,12 +34,17 @@ TEST(DistWorker, EnvEcho) {
 // has to escalate to SIGKILL after its grace period.
 void fail_one(bool by_signal) {
   const auto e = read_launch_env();
+  const auto ready = worker_dir() / "rank0_ignores_sigterm";
   if (e.rank == 1) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    // Fail only once rank 0 ignores SIGTERM (start-up of a loaded machine can take seconds).
+    for (int i = 0; i < 2000 && !std::filesystem::exists(ready); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     if (by_signal) std::raise(SIGKILL);
     std::_Exit(3);
   }
   std::signal(SIGTERM, SIG_IGN);
+  write_text(ready, "1");
   std::this_thread::sleep_for(std::chrono::seconds(30));
 }
 

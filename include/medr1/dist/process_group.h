@@ -69,6 +69,9 @@ class ProcessGroup {
   // "none" (world 1), "gloo" or "nccl".
   const std::string& backend_name() const { return backend_name_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+  // Where collectives run: CPU for gloo, cuda:LOCAL_RANK for NCCL. Tensors elsewhere (e.g. CPU
+  // metric tensors under NCCL) are copied there and back by allreduce/broadcast/allgather.
+  at::Device wire_device() const { return wire_device_; }
 
   // In place over every tensor of the list (any shapes/dtypes; flattened per dtype into one
   // buffer per dtype so it costs one collective per dtype). On gloo, bf16/fp16 are reduced in fp32
@@ -93,6 +96,7 @@ class ProcessGroup {
   int world_size_ = 1;
   std::string backend_name_ = "none";
   std::chrono::milliseconds timeout_{std::chrono::seconds(300)};
+  at::Device wire_device_{at::kCPU};
   std::shared_ptr<detail::GroupState> state_;
 };
 
