@@ -169,6 +169,36 @@ RgbImage resize_bicubic(const RgbImage& img, int64_t out_w, int64_t out_h) {
   return out;
 }
 
+at::Tensor bicubic_resample_matrix(int64_t in_size, int64_t out_size) {
+  MEDR1_CHECK(in_size > 0 && out_size > 0 && in_size < (1 << 30) && out_size < (1 << 30),
+              "bicubic_resample_matrix: bad sizes ", in_size, " -> ", out_size);
+  if (in_size == out_size) return at::eye(in_size, at::kFloat);
+  const Taps t = precompute_taps(static_cast<int>(in_size), static_cast<int>(out_size));
+  at::Tensor m = at::zeros({out_size, in_size}, at::kFloat);  // [out, in]
+  auto a = m.accessor<float, 2>();
+  for (int64_t i = 0; i < out_size; ++i)
+    for (int k = 0; k < t.count[i]; ++k)
+      a[i][t.first[i] + k] = static_cast<float>(t.weights[static_cast<size_t>(i) * t.ksize + k] /
+                                                static_cast<double>(1 << kPrecisionBits));
+  return m;
+}
+
+at::Tensor resize_bicubic_differentiable(const at::Tensor& chw, int64_t out_h, int64_t out_w) {
+  TORCH_CHECK(chw.dim() == 3 && chw.size(0) == 3, "resize_bicubic_differentiable: expected [3, H, W], got ",
+              chw.sizes());
+  const int64_t H = chw.size(1), W = chw.size(2);
+  at::Tensor x = chw;
+  if (out_w != W) {
+    at::Tensor wx = bicubic_resample_matrix(W, out_w).to(chw.options());  // [W', W]
+    x = at::matmul(x, wx.t()).clamp(0.0, 1.0);                            // [3, H, W']
+  }
+  if (out_h != H) {
+    at::Tensor wy = bicubic_resample_matrix(H, out_h).to(chw.options());  // [H', H]
+    x = at::matmul(wy, x).clamp(0.0, 1.0);                                // [3, H', W']
+  }
+  return x;
+}
+
 // ------------------------------------------------------------------------------------------------ config
 
 namespace {

@@ -28,6 +28,17 @@ std::pair<int64_t, int64_t> smart_resize(int64_t height, int64_t width, int64_t 
 // Pillow `Image.resize((out_w, out_h), Image.BICUBIC)` on an RGB image, bit-exact with Pillow 9.4.
 RgbImage resize_bicubic(const RgbImage& img, int64_t out_w, int64_t out_h);
 
+// Pillow's BICUBIC resampling along one axis as a dense matrix [out_size, in_size] (float32): row i holds the
+// 22-bit fixed-point coefficients of output i divided by 2^22. Identity when the sizes are equal (Pillow skips
+// the pass).
+at::Tensor bicubic_resample_matrix(int64_t in_size, int64_t out_size);
+
+// Differentiable counterpart of resize_bicubic for attacks that perturb the raw image: chw [3, H, W] float in
+// [0, 1] -> [3, out_h, out_w], Pillow's coefficients applied horizontally then vertically, clipped to [0, 1]
+// after each pass like Pillow's clip8, without the uint8 rounding between and after the passes (so it differs
+// from resize_bicubic(...) / 255 by about one grey level at most). Gradients flow to chw.
+at::Tensor resize_bicubic_differentiable(const at::Tensor& chw, int64_t out_h, int64_t out_w);
+
 // preprocessor_config.json of a Qwen2-VL / Qwen2.5-VL checkpoint; defaults = transformers' defaults.
 struct ImageProcessorConfig {
   bool do_resize = true;

@@ -173,6 +173,25 @@ TEST(NormalizeAndPatchify, MatchesPreprocessAndIsDifferentiable) {
   EXPECT_NEAR(grad[2][0][0].item<float>(), 2.0f / static_cast<float>(cfg.image_std[2]), 1e-5);
 }
 
+// The differentiable resize follows Pillow's resize to within about one grey level (no uint8 rounding).
+TEST(ResizeBicubicDifferentiable, CloseToPillowAndDifferentiable) {
+  const GoldenSet& g = golden_set("qwen2vl-tiny");
+  RgbImage img = load_image_rgb(g.dir + "/images/img_wide.png");  // 300 x 200 -> 308 x 196 (up in x, down in y)
+  at::Tensor x = rgb_to_chw01(img).requires_grad_(true);
+  at::Tensor y = resize_bicubic_differentiable(x, 196, 308);  // [3, 196, 308]
+  at::Tensor ref = g.tensors.at("pre_wide.resized_uint8").permute({2, 0, 1}).to(at::kFloat) / 255.0;
+  const double err = max_abs_diff(y.detach(), ref) * 255.0;
+  std::printf("[ diff ] differentiable resize vs Pillow: max %.3f grey levels\n", err);
+  EXPECT_LE(err, 1.5);
+  y.sum().backward();
+  ASSERT_TRUE(x.grad().defined());
+  EXPECT_GT(x.grad().abs().sum().item<double>(), 0.0);
+  // Rows of the resampling matrix sum to 1 (normalised coefficients, to fixed-point precision).
+  at::Tensor m = bicubic_resample_matrix(1411, 616);
+  EXPECT_LE((m.sum(1) - 1).abs().max().item<float>(), 1e-5);
+  EXPECT_TRUE(at::equal(bicubic_resample_matrix(7, 7), at::eye(7)));
+}
+
 TEST(CatProcessed, StacksPixelValuesAndGrids) {
   const GoldenSet& g = golden_set("qwen2vl-tiny");
   ImageProcessorConfig cfg;
