@@ -34,6 +34,9 @@ int64_t loss_accumulation_divisor(LossType t, int64_t gradient_accumulation_step
 // Completion mask [N, T] (int32, 0/1): 1 up to and including the first token whose id is in
 // eos_ids, 0 after it; all ones for a row without EOS (TRL: arange <= eos_idx). With
 // mask_truncated_completions, a row without any EOS (cut at max length) is all zeros.
+// Med-R1 (TRL 0.14) passes the tokenizer's single eos_token_id (Qwen2-VL: 151645 <|im_end|>), not
+// the generation EOS set [151645, 151643]; 151643 is also the pad id. Pass {151645} to reproduce
+// it exactly (the two differ only for a completion that itself ends with 151643).
 at::Tensor completion_mask(const at::Tensor& completion_ids, const std::vector<int64_t>& eos_ids,
                            bool mask_truncated_completions = false);
 
