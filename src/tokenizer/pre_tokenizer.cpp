@@ -16,6 +16,72 @@ namespace {
 constexpr const char* kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
+// Unicode White_Space, spelled out for a PCRE2 character class. PCRE2's \s (with UCP) also matches
+// U+180E MONGOLIAN VOWEL SEPARATOR (its \h list predates Unicode 6.3); Oniguruma, which HF uses,
+// follows White_Space, where U+180E is not a space since Unicode 6.3.
+constexpr const char* kWhiteSpaceClassBody =
+    R"(\t\n\x{0B}\f\r\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000})";
+
+// Rewrites \s / \S so that PCRE2 matches exactly Unicode White_Space (see above): \s -> [ws],
+// \S -> [^ws], and inside a class \s -> ws (\S inside a class has no such spelling: refused).
+std::string onig_compatible_pattern(const std::string& pat, const std::string& where) {
+  std::string out;
+  out.reserve(pat.size() + 64);
+  bool in_class = false;
+  bool quoted = false;  // inside \Q...\E
+  for (size_t i = 0; i < pat.size(); ++i) {
+    const char c = pat[i];
+    if (quoted) {
+      if (c == '\\' && i + 1 < pat.size() && pat[i + 1] == 'E') {
+        quoted = false;
+        out += "\\E";
+        ++i;
+      } else {
+        out.push_back(c);
+      }
+      continue;
+    }
+    if (c == '\\' && i + 1 < pat.size()) {
+      const char e = pat[i + 1];
+      ++i;
+      if (e == 's') {
+        if (!in_class) out.push_back('[');
+        out.append(kWhiteSpaceClassBody);
+        if (!in_class) out.push_back(']');
+      } else if (e == 'S') {
+        MEDR1_CHECK(!in_class, where, ": \\S inside a character class is not supported");
+        out.append("[^");
+        out.append(kWhiteSpaceClassBody);
+        out.push_back(']');
+      } else {
+        if (e == 'Q') quoted = true;
+        out.push_back('\\');
+        out.push_back(e);
+      }
+      continue;
+    }
+    if (!in_class && c == '[') {
+      in_class = true;
+      out.push_back(c);
+      // A ']' right after '[' or '[^' is a literal member, not the end of the class.
+      if (i + 1 < pat.size() && pat[i + 1] == '^') out.push_back(pat[++i]);
+      if (i + 1 < pat.size() && pat[i + 1] == ']') out.push_back(pat[++i]);
+      continue;
+    }
+    if (in_class && c == '[' && i + 1 < pat.size() && pat[i + 1] == ':') {
+      const size_t end = pat.find(":]", i + 2);  // POSIX class [:alpha:]
+      if (end != std::string::npos) {
+        out.append(pat, i, end + 2 - i);
+        i = end + 1;
+        continue;
+      }
+    }
+    if (in_class && c == ']') in_class = false;
+    out.push_back(c);
+  }
+  return out;
+}
+
 std::string pcre2_message(int code) {
   PCRE2_UCHAR buf[256];
   pcre2_get_error_message(code, buf, sizeof(buf));
@@ -56,7 +122,8 @@ Pcre2Regex::Pcre2Regex(const std::string& pattern, bool literal, const std::stri
   PCRE2_SIZE err_off = 0;
   uint32_t options = PCRE2_UTF | PCRE2_UCP;
   if (literal) options |= PCRE2_LITERAL;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options,
+  const std::string pat = literal ? pattern : onig_compatible_pattern(pattern, where);
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pat.data()), pat.size(), options,
                                    &err, &err_off, nullptr);
   MEDR1_CHECK(code != nullptr, where, ": cannot compile regex /", pattern, "/ at offset ", err_off, ": ",
               pcre2_message(err));

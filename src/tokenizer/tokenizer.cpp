@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <iterator>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -62,6 +63,58 @@ bool quick_nfc(std::string_view s) {
     if (b >= 0xCC && !(b >= 0xE4 && b <= 0xE9)) return false;
   }
   return true;
+}
+
+// Code points whose NFC differs between HF's Rust normalizer and utf8proc (Unicode 15): HF's tables
+// are older, so it gives these newer combining marks class 0 and does not compose U+11935 U+11930.
+// HF therefore treats each as an unassigned starter: nothing reorders across it or composes with it,
+// which is what normalizing the text between them separately reproduces.
+// Made by scripts/tokenizer_nfc_probe.py (every utf8proc code point with a combining class or a
+// decomposition, probed against the Rust normalizer).
+constexpr char32_t kNfcUnknownToHf[] = {
+    0x7FD, 0x898, 0x899, 0x89A, 0x89B, 0x89C, 0x89D, 0x89E, 0x89F, 0x8CA, 0x8CB, 0x8CC, 0x8CD, 0x8CE, 0x8CF,
+    0x8D0, 0x8D1, 0x8D2, 0x8D3, 0x9FE, 0xC3C, 0xD3B, 0xD3C, 0xEBA, 0x1715, 0x1ABF, 0x1AC0, 0x1AC1, 0x1AC2,
+    0x1AC3, 0x1AC4, 0x1AC5, 0x1AC6, 0x1AC7, 0x1AC8, 0x1AC9, 0x1ACA, 0x1ACB, 0x1ACC, 0x1ACD, 0x1ACE, 0x1DF6,
+    0x1DF7, 0x1DF8, 0x1DF9, 0x1DFA, 0xA82C, 0x10D24, 0x10D25, 0x10D26, 0x10D27, 0x10EAB, 0x10EAC, 0x10EFD,
+    0x10EFE, 0x10EFF, 0x10F46, 0x10F47, 0x10F48, 0x10F49, 0x10F4A, 0x10F4B, 0x10F4C, 0x10F4D, 0x10F4E,
+    0x10F4F, 0x10F50, 0x10F82, 0x10F83, 0x10F84, 0x10F85, 0x11070, 0x1133B, 0x1145E, 0x11839, 0x1183A,
+    0x11930, 0x11935, 0x11938, 0x1193D, 0x1193E, 0x11943, 0x119E0, 0x11A34, 0x11A47, 0x11A99, 0x11D42,
+    0x11D44, 0x11D45, 0x11D97, 0x11F41, 0x11F42, 0x16FF0, 0x16FF1, 0x1E08F, 0x1E130, 0x1E131, 0x1E132,
+    0x1E133, 0x1E134, 0x1E135, 0x1E136, 0x1E2AE, 0x1E2EC, 0x1E2ED, 0x1E2EE, 0x1E2EF, 0x1E4EC, 0x1E4ED,
+    0x1E4EE, 0x1E4EF};
+
+bool unknown_to_hf(char32_t cp) {
+  return cp >= kNfcUnknownToHf[0] &&
+         std::binary_search(std::begin(kNfcUnknownToHf), std::end(kNfcUnknownToHf), cp);
+}
+
+// utf8proc normalization of `s` appended to `out`.
+void utf8proc_append(std::string_view s, utf8proc_option_t options, std::string& out) {
+  if (s.empty()) return;
+  utf8proc_uint8_t* dst = nullptr;
+  const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
+                                          static_cast<utf8proc_ssize_t>(s.size()), &dst, options);
+  MEDR1_CHECK(n >= 0, "tokenizer: normalization failed: ", utf8proc_errmsg(n));
+  out.append(reinterpret_cast<const char*>(dst), static_cast<size_t>(n));
+  std::free(dst);
+}
+
+// Normalizes like HF: the runs between kNfcUnknownToHf code points separately, those kept as is.
+std::string normalize_like_hf(std::string_view s, utf8proc_option_t options) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  size_t seg = 0, i = 0;
+  while (i < s.size()) {
+    const size_t at = i;
+    const char32_t cp = detail::next_code_point(s, i);
+    if (unknown_to_hf(cp)) {
+      utf8proc_append(s.substr(seg, at - seg), options, out);
+      out.append(s.substr(at, i - at));
+      seg = i;
+    }
+  }
+  utf8proc_append(s.substr(seg), options, out);
+  return out;
 }
 
 bool all_ascii(std::string_view s) {
@@ -141,12 +194,7 @@ std::string TokenizerImpl::normalize(std::string_view s) const {
   std::string cur(s);
   for (const NormStep& step : normalizer) {
     if (step.nfc ? quick_nfc(cur) : all_ascii(cur)) continue;
-    utf8proc_uint8_t* dst = nullptr;
-    const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(cur.data()),
-                                            static_cast<utf8proc_ssize_t>(cur.size()), &dst, step.options);
-    MEDR1_CHECK(n >= 0, "tokenizer: normalization failed: ", utf8proc_errmsg(n));
-    cur.assign(reinterpret_cast<const char*>(dst), static_cast<size_t>(n));
-    std::free(dst);
+    cur = normalize_like_hf(cur, step.options);
   }
   return cur;
 }
