@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <queue>
@@ -60,7 +61,47 @@ void MergeMap::insert(int32_t a, int32_t b, int32_t rank, int32_t new_id) {
   }
 }
 
-BPE BPE::from_json(const nlohmann::json& model, bool byte_level) {
+void FlatStringMap::reserve(size_t n) {
+  size_t cap = 16;
+  while (cap < n * 2) cap <<= 1;  // load factor <= 1/2
+  if (cap <= slots_.size()) return;
+  std::vector<Slot> old;
+  old.swap(slots_);
+  slots_.assign(cap, Slot{});
+  mask_ = cap - 1;
+  for (const Slot& s : old) {
+    if (!s.used) continue;
+    size_t i = s.hash & mask_;
+    while (slots_[i].used) i = (i + 1) & mask_;
+    slots_[i] = s;
+  }
+}
+
+void FlatStringMap::grow() { reserve(std::max<size_t>(16, size_ * 2 + 2)); }
+
+void FlatStringMap::insert(std::string_view key, int32_t value) {
+  if ((size_ + 1) * 2 > slots_.size()) grow();
+  const uint64_t h = hash_bytes(key);
+  size_t i = h & mask_;
+  for (;; i = (i + 1) & mask_) {
+    Slot& s = slots_[i];
+    if (!s.used) break;
+    if (s.hash == h && s.len == key.size() && std::memcmp(arena_.data() + s.off, key.data(), key.size()) == 0) {
+      s.value = value;
+      return;
+    }
+  }
+  Slot& s = slots_[i];
+  s.hash = h;
+  s.off = static_cast<uint32_t>(arena_.size());
+  s.len = static_cast<uint32_t>(key.size());
+  s.value = value;
+  s.used = true;
+  arena_.append(key);
+  ++size_;
+}
+
+BPE BPE::build(const nlohmann::json& model, BpeSource src, bool byte_level) {
   const std::string where = "tokenizer.json: model";
   MEDR1_CHECK(model.is_object(), where, ": expected an object");
   MEDR1_CHECK(model.value("type", std::string("BPE")) == "BPE", where, ".type: expected \"BPE\", got ",
@@ -80,15 +121,7 @@ BPE BPE::from_json(const nlohmann::json& model, bool byte_level) {
   bpe.byte_level_ = byte_level;
   bpe.ignore_merges_ = model.value("ignore_merges", false);
   bpe.fuse_unk_ = model.value("fuse_unk", false);
-
-  const auto& vocab = model["vocab"];
-  bpe.vocab_.reserve(vocab.size());
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    MEDR1_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0 &&
-                    it.value().get<int64_t>() <= INT32_MAX,
-                where, ".vocab[\"", it.key(), "\"]: expected a non-negative integer id, got ", it.value().dump());
-    bpe.vocab_[it.key()] = it.value().get<int32_t>();
-  }
+  bpe.vocab_ = std::move(src.vocab);
   const std::string unk = str_or_empty("unk_token");
   if (!unk.empty()) {
     auto u = bpe.token_to_id(unk);
@@ -96,30 +129,16 @@ BPE BPE::from_json(const nlohmann::json& model, bool byte_level) {
     bpe.unk_id_ = *u;
   }
 
-  const auto& merges = model["merges"];
-  bpe.merges_.reserve(merges.size());
-  std::string left, right, merged;
-  for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const auto& m = merges[rank];
-    if (m.is_string()) {
-      // Legacy format "a b": exactly one space (HF rejects anything else).
-      const std::string& s = m.get_ref<const std::string&>();
-      const size_t sp = s.find(' ');
-      MEDR1_CHECK(sp != std::string::npos && s.find(' ', sp + 1) == std::string::npos, where, ".merges[", rank,
-                  "]: expected \"left right\" with exactly one space, got \"", s, "\"");
-      left.assign(s, 0, sp);
-      right.assign(s, sp + 1);
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      left = m[0].get<std::string>();
-      right = m[1].get<std::string>();
-    } else {
-      fail(where, ".merges[", rank, "]: expected \"left right\" or [\"left\", \"right\"], got ", m.dump());
-    }
+  bpe.merges_.reserve(src.merges.size());
+  std::string merged;
+  for (size_t rank = 0; rank < src.merges.size(); ++rank) {
+    const auto& [left, right] = src.merges[rank];
     auto a = bpe.token_to_id(left);
     auto b = bpe.token_to_id(right);
     MEDR1_CHECK(a.has_value(), where, ".merges[", rank, "]: token \"", left, "\" is not in the vocab");
     MEDR1_CHECK(b.has_value(), where, ".merges[", rank, "]: token \"", right, "\" is not in the vocab");
-    merged = left + right;
+    merged.assign(left);
+    merged.append(right);
     auto c = bpe.token_to_id(merged);
     MEDR1_CHECK(c.has_value(), where, ".merges[", rank, "]: merged token \"", merged, "\" is not in the vocab");
     bpe.merges_.insert(*a, *b, static_cast<int32_t>(rank), *c);
@@ -153,8 +172,7 @@ void BPE::initial_symbols(std::string_view word, std::vector<int32_t>& ids) cons
   while (i < word.size()) {
     const size_t start = i;
     next_code_point(word, i);
-    auto it = vocab_.find(word.substr(start, i - start));
-    add(it == vocab_.end() ? -1 : it->second);
+    add(vocab_.find(word.substr(start, i - start)).value_or(-1));
   }
 }
 
@@ -168,9 +186,8 @@ void BPE::encode_word(std::string_view word, std::vector<int32_t>& out) const {
     } else {
       mapped.assign(word);
     }
-    auto it = vocab_.find(mapped);
-    if (it != vocab_.end()) {
-      out.push_back(it->second);
+    if (auto id = vocab_.find(mapped)) {
+      out.push_back(*id);
       return;
     }
   }

@@ -9,6 +9,8 @@
 #include <array>
 #include <optional>
 #include <cstdint>
+#include <cstring>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -16,9 +18,76 @@
 
 namespace medr1::tokenizer::detail {
 
+// 64-bit hash for short strings: 8-byte words through a multiply-xorshift mix.
+inline uint64_t hash_bytes(std::string_view s) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  size_t n = s.size();
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+  while (n >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 31;
+    p += 8;
+    n -= 8;
+  }
+  uint64_t w = 0;
+  std::memcpy(&w, p, n);
+  h = (h ^ w) * 0x94D049BB133111EBull;
+  h ^= h >> 29;
+  return h;
+}
+
 struct StringHash {
   using is_transparent = void;
-  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  size_t operator()(std::string_view s) const noexcept { return static_cast<size_t>(hash_bytes(s)); }
+};
+
+// string -> int32 map with open addressing; the keys live in one arena (no per-key allocation),
+// which makes loading a 151k-token vocab and looking tokens up cheap.
+class FlatStringMap {
+ public:
+  void reserve(size_t n);
+  // A later insert of the same key overwrites (JSON objects: the last duplicate key wins).
+  void insert(std::string_view key, int32_t value);
+  std::optional<int32_t> find(std::string_view key) const {
+    if (slots_.empty()) return std::nullopt;
+    const uint64_t h = hash_bytes(key);
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (!s.used) return std::nullopt;
+      if (s.hash == h && s.len == key.size() && std::memcmp(arena_.data() + s.off, key.data(), key.size()) == 0) {
+        return s.value;
+      }
+    }
+  }
+  size_t size() const { return size_; }
+  template <typename F>
+  void for_each(F&& f) const {
+    for (const Slot& s : slots_) {
+      if (s.used) f(std::string_view(arena_).substr(s.off, s.len), s.value);
+    }
+  }
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    uint32_t off = 0;
+    uint32_t len = 0;
+    int32_t value = 0;
+    bool used = false;
+  };
+  void grow();
+  std::string arena_;
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  size_t size_ = 0;
+};
+
+// The big parts of a BPE model, captured while tokenizer.json is parsed (no JSON DOM for them).
+struct BpeSource {
+  FlatStringMap vocab;
+  std::vector<std::pair<std::string, std::string>> merges;  // in rank order
 };
 
 // (left id, right id) -> (rank, merged id), open addressing on a 64-bit key.
@@ -58,18 +127,15 @@ class MergeMap {
 
 class BPE {
  public:
-  // `model` is tokenizer.json's "model" object; byte_level tells whether words arrive as raw bytes.
-  static BPE from_json(const nlohmann::json& model, bool byte_level);
+  // `model` is tokenizer.json's "model" object (its vocab / merges may be empty when captured into
+  // `src` during parsing); byte_level tells whether words arrive as raw bytes.
+  static BPE build(const nlohmann::json& model, BpeSource src, bool byte_level);
 
   // Appends the ids of one pre-token.
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
 
-  const std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>& vocab() const { return vocab_; }
-  std::optional<int32_t> token_to_id(std::string_view token) const {
-    auto it = vocab_.find(token);
-    if (it == vocab_.end()) return std::nullopt;
-    return it->second;
-  }
+  const FlatStringMap& vocab() const { return vocab_; }
+  std::optional<int32_t> token_to_id(std::string_view token) const { return vocab_.find(token); }
   size_t num_merges() const { return merges_.size(); }
 
  private:
@@ -79,7 +145,7 @@ class BPE {
   void initial_symbols(std::string_view word, std::vector<int32_t>& ids) const;
   void push_symbol(std::vector<int32_t>& ids, int32_t id) const;
 
-  std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> vocab_;
+  FlatStringMap vocab_;
   MergeMap merges_;
   std::array<int32_t, 256> byte_ids_{};  // id of bytes_to_unicode(b), -1 if absent from the vocab
   bool byte_level_ = true;

@@ -42,12 +42,116 @@ std::string read_file(const std::string& path, const char* what) {
   return ss.str();
 }
 
+template <typename... Args>
+std::string detail_cat(Args&&... args) {
+  return ::medr1::detail::cat(std::forward<Args>(args)...);
+}
+
 nlohmann::json parse_json(const std::string& text, const std::string& what) {
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     fail(what, ": invalid JSON: ", e.what());
   }
+}
+
+// Parses tokenizer.json. model.vocab and model.merges (~300k entries) go straight into `src` through
+// the parser callback instead of the JSON DOM (left as an empty object / array), which makes
+// loading several times faster. Errors in them are reported after the parse, first one wins.
+nlohmann::json parse_tokenizer_json(const std::string& text, detail::BpeSource& src) {
+  using Event = nlohmann::json::parse_event_t;
+  std::string key1, key2, pending_key, error;
+  bool in_vocab = false, in_merges = false, pair_bad = false;
+  std::vector<std::string> pair;
+  size_t merge_index = 0;
+  auto set_error = [&](auto&&... parts) {
+    if (error.empty()) error = detail_cat("tokenizer.json: model.", parts...);
+  };
+  auto add_legacy_merge = [&](const std::string& m) {
+    const size_t sp = m.find(' ');
+    if (sp == std::string::npos || m.find(' ', sp + 1) != std::string::npos) {
+      set_error("merges[", merge_index, "]: expected \"left right\" with exactly one space, got \"", m, "\"");
+    } else {
+      src.merges.emplace_back(m.substr(0, sp), m.substr(sp + 1));
+    }
+    ++merge_index;
+  };
+  nlohmann::json::parser_callback_t cb = [&](int depth, Event ev, nlohmann::json& parsed) -> bool {
+    if (in_vocab && depth >= 3) {
+      if (ev == Event::key && depth == 3) {
+        pending_key = parsed.get_ref<const std::string&>();
+      } else if (ev == Event::value && depth == 3) {
+        if (parsed.is_number_integer() && parsed.get<int64_t>() >= 0 && parsed.get<int64_t>() <= INT32_MAX) {
+          src.vocab.insert(pending_key, parsed.get<int32_t>());
+        } else {
+          set_error("vocab[\"", pending_key, "\"]: expected a non-negative integer id, got ", parsed.dump());
+        }
+      } else if (ev == Event::object_start || ev == Event::array_start) {
+        set_error("vocab[\"", pending_key, "\"]: expected a non-negative integer id, got a container");
+      }
+      return false;
+    }
+    if (in_merges && depth >= 3) {
+      if (depth == 3 && ev == Event::value) {
+        if (parsed.is_string()) {
+          add_legacy_merge(parsed.get_ref<const std::string&>());
+        } else {
+          set_error("merges[", merge_index++, "]: expected \"left right\" or [\"left\", \"right\"], got ",
+                    parsed.dump());
+        }
+        return false;
+      }
+      if (depth == 3 && ev == Event::array_start) {
+        pair.clear();
+        pair_bad = false;
+        return true;  // keep it open so its items reach this callback
+      }
+      if (depth == 4 && ev == Event::value) {
+        if (parsed.is_string()) {
+          pair.push_back(parsed.get_ref<const std::string&>());
+        } else {
+          pair_bad = true;
+        }
+        return false;
+      }
+      if (depth == 3 && ev == Event::array_end) {
+        if (pair_bad || pair.size() != 2) {
+          set_error("merges[", merge_index, "]: expected \"left right\" or [\"left\", \"right\"], got an array of ",
+                    pair.size() + (pair_bad ? 1 : 0), " items");
+        } else {
+          src.merges.emplace_back(std::move(pair[0]), std::move(pair[1]));
+        }
+        ++merge_index;
+        return false;
+      }
+      if (ev == Event::object_start || (depth >= 4 && ev == Event::array_start)) {
+        pair_bad = true;
+        if (depth == 3) {
+          set_error("merges[", merge_index++, "]: expected \"left right\" or [\"left\", \"right\"], got an object");
+        }
+        return false;
+      }
+      return false;
+    }
+    if (ev == Event::key) {
+      if (depth == 1) key1 = parsed.get_ref<const std::string&>();
+      if (depth == 2) key2 = parsed.get_ref<const std::string&>();
+    } else if (depth == 2 && key1 == "model") {
+      if (ev == Event::object_start && key2 == "vocab") in_vocab = true;
+      if (ev == Event::array_start && key2 == "merges") in_merges = true;
+      if (ev == Event::object_end) in_vocab = false;
+      if (ev == Event::array_end) in_merges = false;
+    }
+    return true;
+  };
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text, cb);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("tokenizer.json: invalid JSON: ", e.what());
+  }
+  MEDR1_CHECK(error.empty(), error);
+  return j;
 }
 
 // A normalizer step: utf8proc options for NFC / NFD / NFKC / NFKD.
@@ -256,7 +360,8 @@ Tokenizer Tokenizer::from_file(const std::string& tokenizer_json, const std::str
 
 Tokenizer Tokenizer::from_json_string(const std::string& tokenizer_json, const std::string& tokenizer_config_json) {
   auto impl = std::make_shared<TokenizerImpl>();
-  const nlohmann::json j = parse_json(tokenizer_json, "tokenizer.json");
+  detail::BpeSource bpe_src;
+  const nlohmann::json j = parse_tokenizer_json(tokenizer_json, bpe_src);
   MEDR1_CHECK(j.is_object(), "tokenizer.json: expected a JSON object at the top level");
   MEDR1_CHECK(j.contains("model"), "tokenizer.json: missing \"model\"");
 
@@ -286,7 +391,7 @@ Tokenizer Tokenizer::from_json_string(const std::string& tokenizer_json, const s
   add_norm(j.value("normalizer", nlohmann::json()), add_norm);
 
   impl->pre = detail::PreTokenizer::from_json(j.value("pre_tokenizer", nlohmann::json()));
-  impl->bpe = detail::BPE::from_json(j["model"], impl->pre->byte_level());
+  impl->bpe = detail::BPE::build(j["model"], std::move(bpe_src), impl->pre->byte_level());
 
   const nlohmann::json dec = j.value("decoder", nlohmann::json());
   if (!dec.is_null()) {
@@ -335,23 +440,31 @@ Tokenizer Tokenizer::from_json_string(const std::string& tokenizer_json, const s
 
   // Id tables.
   size_t size = 0;
-  for (const auto& [tok, id] : impl->bpe.vocab()) size = std::max(size, static_cast<size_t>(id) + 1);
+  impl->bpe.vocab().for_each([&](std::string_view, int32_t id) { size = std::max(size, static_cast<size_t>(id) + 1); });
   for (const AddedToken& a : impl->added) size = std::max(size, static_cast<size_t>(a.id) + 1);
-  std::vector<const std::string*> tok_of(size, nullptr);
-  for (const auto& [tok, id] : impl->bpe.vocab()) tok_of[id] = &tok;
+  std::vector<std::string_view> tok_of(size);
+  std::vector<uint8_t> present(size, 0);
+  impl->bpe.vocab().for_each([&](std::string_view tok, int32_t id) {
+    tok_of[id] = tok;
+    present[id] = 1;
+  });
   impl->flags.assign(size, 0);
   for (const AddedToken& a : impl->added) {
-    tok_of[a.id] = &a.content;
+    tok_of[a.id] = a.content;
+    present[a.id] = 1;
     impl->flags[a.id] = a.special ? TokenizerImpl::kSpecial : 0;
   }
   impl->token_off.assign(size + 1, 0);
   impl->decoded_off.assign(size + 1, 0);
   for (size_t id = 0; id < size; ++id) {
-    if (tok_of[id]) {
+    if (present[id]) {
       impl->flags[id] |= TokenizerImpl::kHasToken;
-      impl->token_blob += *tok_of[id];
-      impl->decoded_blob +=
-          impl->decoder_byte_level ? detail::byte_level_decode_token(*tok_of[id]) : *tok_of[id];
+      impl->token_blob += tok_of[id];
+      if (impl->decoder_byte_level) {
+        impl->decoded_blob += detail::byte_level_decode_token(tok_of[id]);
+      } else {
+        impl->decoded_blob += tok_of[id];
+      }
     }
     impl->token_off[id + 1] = static_cast<uint32_t>(impl->token_blob.size());
     impl->decoded_off[id + 1] = static_cast<uint32_t>(impl->decoded_blob.size());
