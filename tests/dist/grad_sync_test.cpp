@@ -1,5 +1,5 @@
 // Data-parallel training equals single-process training: a toy MLP (with a frozen layer, a
-// never-used layer and a sometimes-used parameter) trained with AdamW for 4 steps by 2 gloo
+// never-used layer and a sometimes-used parameter) trained for 4 steps (2 SGD, 2 AdamW) by 2 gloo
 // ranks, each on its half of the global batch in 2 accumulation micro-steps, matches a
 // single-process run over the whole batch, and the two ranks stay bitwise identical. Gradient
 // buckets start during backward (grad hooks), all of them once prepare_for_backward is used.
@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -63,11 +64,12 @@ Data make_data() {
   d.x = at::randn({kSteps, kGlobalBatch, kIn});
   d.y = at::randn({kSteps, kGlobalBatch, kOut});
   d.flag = at::zeros({kSteps, kGlobalBatch});
-  // Step 0: only rank 0's first micro-batch uses `extra` (rank 1: locally unused).
+  // Step 0 (SGD): only rank 0's first micro-batch uses `extra` (rank 1: locally unused).
   d.flag[0][1] = 1;
-  // Step 1: nobody uses it (globally unused: stays undefined, AdamW skips it).
-  // Step 2: only rank 1's last micro-batch.  Step 3: both ranks.
-  d.flag[2][14] = 1;
+  // Step 1 (SGD): only rank 1's last micro-batch.
+  d.flag[1][14] = 1;
+  // Step 2 (AdamW): nobody uses it: it must keep an undefined grad (a zero grad would still
+  // move it through weight decay).  Step 3 (AdamW): both ranks.
   d.flag[3][3] = 1;
   d.flag[3][9] = 1;
   return d;
@@ -79,10 +81,22 @@ at::Tensor flat_params(ToyNet& net) {
   return at::cat(ps);
 }
 
-torch::optim::AdamW make_opt(ToyNet& net) {
-  return torch::optim::AdamW(net->parameters(),
-                             torch::optim::AdamWOptions(0.05).weight_decay(0.01));
-}
+// SGD for steps 0-1 (its update is proportional to the gradient, so a wrong average scale
+// shows), AdamW for steps 2-3 (scale-invariant, but sensitive to zero vs undefined grads).
+struct Opt {
+  torch::optim::SGD sgd;
+  torch::optim::AdamW adamw;
+  explicit Opt(ToyNet& net)
+      : sgd(net->parameters(), torch::optim::SGDOptions(0.1)),
+        adamw(net->parameters(), torch::optim::AdamWOptions(0.05).weight_decay(0.01)) {}
+  void step(int s) {
+    if (s < 2) {
+      sgd.step();
+    } else {
+      adamw.step();
+    }
+  }
+};
 
 void clear_grads(ToyNet& net) {
   for (auto& p : net->parameters()) p.mutable_grad() = at::Tensor();
@@ -107,7 +121,7 @@ TEST(DistWorker, TrainToy) {
   so.bucket_cap_bytes = 256;  // several buckets on this toy (fc1.weight alone is 512 B)
   GradSync sync(pg, *net, so);
   ASSERT_GE(sync.stats().n_buckets, 3);
-  auto opt = make_opt(net);
+  Opt opt(net);
   const int64_t half = kGlobalBatch / 2, micro = half / 2;
   for (int s = 0; s < kSteps; ++s) {
     clear_grads(net);
@@ -132,7 +146,7 @@ TEST(DistWorker, TrainToy) {
     } else {
       EXPECT_GE(sync.stats().launched_in_finalize, 1) << "step " << s;  // unused held one back
     }
-    opt.step();
+    opt.step(s);
     const auto flat = flat_params(net);
     const auto all = pg.allgather(flat);
     ASSERT_TRUE(at::equal(all[0], all[1])) << "ranks diverged at step " << s;
@@ -152,14 +166,14 @@ TEST(Dist, TwoRankTrainingMatchesSingleProcess) {
   at::manual_seed(42);
   ToyNet net;
   const auto init = flat_params(net);
-  auto opt = make_opt(net);
+  Opt opt(net);
   double max_diff = 0.0;
   for (int s = 0; s < kSteps; ++s) {
     clear_grads(net);
     auto loss = net->loss_sum(d.x[s], d.y[s], d.flag[s]) / static_cast<double>(kGlobalBatch);
     loss.backward();
     EXPECT_EQ(net->unused->weight.grad().defined(), false);
-    opt.step();
+    opt.step(s);
     const auto ref = flat_params(net);
     for (int r = 0; r < 2; ++r) {
       std::ifstream f((dir.path / ("params_r" + std::to_string(r) + "_s" + std::to_string(s) + ".bin")),
@@ -174,7 +188,7 @@ TEST(Dist, TwoRankTrainingMatchesSingleProcess) {
   }
   // Training moved the parameters (the comparison is not vacuous).
   EXPECT_GT((flat_params(net) - init).abs().max().item<double>(), 0.05);
-  std::printf("[TrainToy] max |param(2 ranks) - param(1 process)| over %d AdamW steps: %.3g\n",
+  std::printf("[TrainToy] max |param(2 ranks) - param(1 process)| over %d steps (2 SGD, 2 AdamW): %.3g\n",
               kSteps, max_diff);
 }
 
