@@ -154,6 +154,22 @@ TEST(DistWorker, TrainToy) {
     f.write(static_cast<const char*>(flat.data_ptr()), flat.numel() * 4);
   }
   EXPECT_EQ(sync.stats().syncs, kSteps);
+
+  // bf16 parameters: gloo cannot sum bf16, so their bucket is fp32 and the mean is rounded to
+  // bf16 once, exactly as (a + b) / 2 computed in fp32.
+  at::manual_seed(5);
+  torch::nn::Linear lin(4, 3);
+  lin->to(at::kBFloat16);
+  GradSync sync_bf16(pg, *lin);
+  auto x = (at::randn({2, 4}) + r).to(at::kBFloat16);
+  lin->forward(x).pow(2).sum().backward();
+  const auto local = lin->weight.grad().to(at::kFloat);
+  sync_bf16.finalize();
+  const auto grads = pg.allgather(local);
+  const auto expected = ((grads[0] + grads[1]) / 2).to(at::kBFloat16);
+  EXPECT_FALSE(at::equal(grads[0], grads[1]));  // the ranks really had different grads
+  EXPECT_EQ(lin->weight.grad().scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(at::equal(lin->weight.grad(), expected));
 }
 
 TEST(Dist, TwoRankTrainingMatchesSingleProcess) {
