@@ -1,0 +1,74 @@
+// Runs the shipped parity sets (goldens from transformers v4.49.0) through the library's harness, as
+// `medr1-parity --set` does: every case must pass its pass marks, generate cases are skipped for now.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "medr1/model/parity.h"
+
+namespace {
+
+using medr1::model::CaseStatus;
+
+medr1::model::ParityReport run_set(const std::string& name) {
+  medr1::model::ParityOptions opt;
+  opt.set_dir = std::string(MEDR1_TEST_DATA) + "/" + name;
+  return medr1::model::run_parity_set(opt);
+}
+
+// Every non-skipped case passes and ran real checks; returns the number of checks seen.
+size_t expect_all_pass(const medr1::model::ParityReport& rep) {
+  size_t n = 0;
+  for (const auto& c : rep.cases) {
+    if (c.status == CaseStatus::Skipped) {
+      EXPECT_EQ(c.kind, "generate") << c.name;
+      continue;
+    }
+    EXPECT_EQ(c.status, CaseStatus::Passed) << medr1::model::format_case(c);
+    EXPECT_FALSE(c.checks.empty()) << c.name;
+    n += c.checks.size();
+  }
+  return n;
+}
+
+bool has_check(const medr1::model::ParityReport& rep, const std::string& kase, const std::string& check) {
+  for (const auto& c : rep.cases)
+    if (c.name == kase)
+      for (const auto& t : c.checks)
+        if (t.name == check) return true;
+  return false;
+}
+
+TEST(ParitySets, Qwen2VLTiny) {
+  auto rep = run_set("qwen2vl-tiny");
+  ASSERT_EQ(rep.cases.size(), 11u);
+  EXPECT_GT(expect_all_pass(rep), 40u);
+  EXPECT_EQ(rep.count(CaseStatus::Skipped), 3);
+  EXPECT_TRUE(has_check(rep, "single", "logits_cols"));
+  EXPECT_TRUE(has_check(rep, "batch", "causal_mask_4d"));
+  EXPECT_TRUE(has_check(rep, "batch", "position_ids"));
+}
+
+TEST(ParitySets, Qwen2_5VLTiny) {
+  auto rep = run_set("qwen2_5vl-tiny");
+  ASSERT_EQ(rep.cases.size(), 8u);
+  EXPECT_GT(expect_all_pass(rep), 30u);
+  EXPECT_TRUE(has_check(rep, "single", "vision.window_index"));
+  EXPECT_TRUE(has_check(rep, "batch", "logits_last"));
+}
+
+TEST(ParitySets, ImagesReal) {
+  auto rep = run_set("images-real");
+  ASSERT_EQ(rep.cases.size(), 16u);
+  expect_all_pass(rep);
+  EXPECT_TRUE(has_check(rep, "img_palette_gray_png", "error"));
+  EXPECT_TRUE(has_check(rep, "img_retina_jpg", "decoded_rgb_head"));
+}
+
+TEST(ParitySets, MissingSetIsAnError) {
+  medr1::model::ParityOptions opt;
+  opt.set_dir = std::string(MEDR1_TEST_DATA) + "/no-such-set";
+  EXPECT_THROW(medr1::model::run_parity_set(opt), std::exception);
+}
+
+}  // namespace
