@@ -1,6 +1,9 @@
 // The launcher: workers see torchrun's variables and no launcher flags; a failing rank is
-// reported by rank and cause and the others are stopped (SIGTERM, then SIGKILL).
+// reported by rank and cause and the others are stopped (SIGTERM, then SIGKILL); SIGTERM to the
+// launcher reaches every worker.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
@@ -58,6 +61,11 @@ TEST(DistWorker, KillOne) {
   fail_one(true);
 }
 
+TEST(DistWorker, Sleeper) {
+  if (!worker_is("Sleeper")) GTEST_SKIP() << "worker mode only";
+  std::this_thread::sleep_for(std::chrono::seconds(30));
+}
+
 TEST(Launcher, StripsLauncherFlags) {
   const char* argv[] = {"medr1-train", "--nproc-per-node", "4", "--config", "a.json",
                         "--master_port=1234", "--nnodes=1", "--node-rank", "0", "--lr=3"};
@@ -109,6 +117,27 @@ TEST(Launcher, SignalDeathIsNamed) {
   EXPECT_EQ(res.failed_rank, 1);
   EXPECT_NE(res.message.find("rank 1 (local 1, pid"), std::string::npos) << res.message;
   EXPECT_NE(res.message.find("was killed by SIGKILL"), std::string::npos) << res.message;
+}
+
+TEST(Launcher, ForwardsSigtermToWorkers) {
+  testing::ScratchDir dir;
+  auto o = testing::worker_options("Sleeper", dir);
+  // SIGTERM to this (launcher) process while the workers sleep: it must reach both of them.
+  std::thread sender([] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    kill(getpid(), SIGTERM);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto res = testing::run_scenario("Sleeper", o);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  sender.join();
+  EXPECT_EQ(res.exit_code, 128 + SIGTERM);
+  EXPECT_EQ(res.failed_rank, -1);
+  EXPECT_NE(res.message.find("launcher received SIGTERM"), std::string::npos) << res.message;
+  ASSERT_EQ(res.workers.size(), 2u);
+  EXPECT_EQ(res.workers[0].signal, SIGTERM);
+  EXPECT_EQ(res.workers[1].signal, SIGTERM);
+  EXPECT_LT(secs, 15.0);
 }
 
 TEST(Launcher, RejectsBadOptions) {
