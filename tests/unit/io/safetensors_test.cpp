@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -331,11 +332,16 @@ TEST(Safetensors, ShardedFolderRoundTrip) {
   for (const auto& [name, t] : ts) EXPECT_TRUE(same_bytes(loaded.at(name), t)) << name;
   EXPECT_EQ(open_safetensors(dir).size(), 4u);
 
-  // Re-save into the same folder as one file: stale shards and index are removed.
+  // Re-save into the same folder as one file: stale shards and index are removed, other files
+  // (side files, look-alike names) are kept.
+  write_bytes(dir + "/tokenizer.json", "{}");
+  write_bytes(dir + "/model-1-of-2.safetensors", "not ours");
   save_safetensors_sharded(dir, ts);
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(dir)) files.push_back(e.path().filename().string());
-  EXPECT_EQ(files, std::vector<std::string>{"model.safetensors"});
+  std::sort(files.begin(), files.end());
+  EXPECT_EQ(files, (std::vector<std::string>{"model-1-of-2.safetensors", "model.safetensors",
+                                             "tokenizer.json"}));
   EXPECT_EQ(load_safetensors(dir).size(), ts.size());
 }
 
