@@ -5,7 +5,7 @@
 // contractions in mixed case, special tokens inside text, NFC-sensitive sequences and random code
 // points. Encodes with both, compares ids; decodes the Rust ids and random id sequences with both.
 //
-//   node scripts/tokenizer_diff.js [--bin build/medr1-tokenize] [--quick | --mb 6] [--seed 1]
+//   node scripts/tokenizer_diff.js [--bin build/medr1-tokenize] [--quick | --mb 6 | --exhaustive] [--seed 1]
 //
 // --quick: ~200 KB, Qwen2-VL file only (the ctest-registered GoogleTest runs this). Exit 0 when all agree, 1 on any
 // mismatch, 2 on a setup problem. Prints one summary line per tokenizer and a final verdict.
@@ -23,6 +23,7 @@ function parseArgs(argv) {
     const k = argv[i];
     if (k === '--quick') a.quick = true;
     else if (k === '--keep') a.keep = true;
+    else if (k === '--exhaustive') a.exhaustive = true;
     else if (k === '--bin') a.bin = argv[++i];
     else if (k === '--mb') a.mb = parseFloat(argv[++i]);
     else if (k === '--seed') a.seed = parseInt(argv[++i], 10);
@@ -241,6 +242,23 @@ function buildCorpus(rng, targetBytes) {
   return { lines, bytes };
 }
 
+function allCodePoints() {
+  const lines = [];
+  let bytes = 0;
+  for (let base = 0; base < 0x110000; base += 128) {
+    let s = '';
+    for (let c = base; c < base + 128; ++c) {
+      if (c >= 0xd800 && c <= 0xdfff) continue;
+      const ch = String.fromCodePoint(c);
+      s += `x${ch}x ${ch}1${ch}'${ch}\n`;
+    }
+    if (s.length === 0) continue;
+    lines.push(s);
+    bytes += Buffer.byteLength(s, 'utf8');
+  }
+  return { lines, bytes };
+}
+
 function runOurs(bin, dir, inFile, outFile, extra) {
   const r = spawnSync(bin, ['--tokenizer', dir, '--input', inFile, '--output', outFile, ...extra],
     { encoding: 'utf8', maxBuffer: 1 << 26 });
@@ -271,7 +289,8 @@ async function main() {
     process.exit(2);
   }
   const rng = makeRng(args.seed);
-  const { lines, bytes } = buildCorpus(rng, args.mb * 1e6);
+  // --exhaustive: every code point (no surrogates) in letter, digit and space contexts instead.
+  const { lines, bytes } = args.exhaustive ? allCodePoints() : buildCorpus(rng, args.mb * 1e6);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'medr1-tokdiff-'));
   const inFile = path.join(tmp, 'in.jsonl');
   fs.writeFileSync(inFile, lines.map((t) => JSON.stringify({ text: t })).join('\n') + '\n');

@@ -22,8 +22,23 @@ constexpr const char* kGpt2Pattern =
 constexpr const char* kWhiteSpaceClassBody =
     R"(\t\n\x{0B}\f\r\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000})";
 
+// Letters and numbers that Oniguruma (HF; Unicode 16 tables) has and PCRE2 10.42 (Unicode 14) lacks,
+// added to \p{L} / \p{N}; harmless with a newer PCRE2. Made by probing every code point with HF's
+// pre-tokenizer ("x?x" one piece = letter; "??", "!?", " ?" two pieces = number) against PCRE2.
+constexpr const char* kExtraLetters =
+    R"(\x{1C89}-\x{1C8A}\x{A7CB}-\x{A7CD}\x{A7DA}-\x{A7DC}\x{105C0}-\x{105F3}\x{10D4A}-\x{10D65}\x{10D6F}-\x{10D85})"
+    R"(\x{10EC2}-\x{10EC4}\x{1123F}-\x{11240}\x{11380}-\x{11389}\x{1138B}\x{1138E}\x{11390}-\x{113B5}\x{113B7})"
+    R"(\x{113D1}\x{113D3}\x{11BC0}-\x{11BE0}\x{11F02}\x{11F04}-\x{11F10}\x{11F12}-\x{11F33}\x{1342F}\x{13441}-)"
+    R"(\x{13446}\x{13460}-\x{143FA}\x{16100}-\x{1611D}\x{16D40}-\x{16D6C}\x{18CFF}\x{1B132}\x{1B155}\x{1DF25}-)"
+    R"(\x{1DF2A}\x{1E030}-\x{1E06D}\x{1E4D0}-\x{1E4EB}\x{1E5D0}-\x{1E5ED}\x{1E5F0}\x{2B739}\x{2EBF0}-\x{2EE5D})"
+    R"(\x{31350}-\x{323AF})";
+constexpr const char* kExtraNumbers =
+    R"(\x{10D40}-\x{10D49}\x{116D0}-\x{116E3}\x{11BF0}-\x{11BF9}\x{11F50}-\x{11F59}\x{16130}-\x{16139}\x{16D70}-)"
+    R"(\x{16D79}\x{1CCF0}-\x{1CCF9}\x{1D2C0}-\x{1D2D3}\x{1E4F0}-\x{1E4F9}\x{1E5F1}-\x{1E5FA})";
+
 // Rewrites \s / \S so that PCRE2 matches exactly Unicode White_Space (see above): \s -> [ws],
-// \S -> [^ws], and inside a class \s -> ws (\S inside a class has no such spelling: refused).
+// \S -> [^ws], and inside a class \s -> ws (\S inside a class has no such spelling: refused);
+// \p{L} / \p{N} get the extra letters / numbers above.
 std::string onig_compatible_pattern(const std::string& pat, const std::string& where) {
   std::string out;
   out.reserve(pat.size() + 64);
@@ -44,7 +59,14 @@ std::string onig_compatible_pattern(const std::string& pat, const std::string& w
     if (c == '\\' && i + 1 < pat.size()) {
       const char e = pat[i + 1];
       ++i;
-      if (e == 's') {
+      if (e == 'p' && (pat.compare(i + 1, 3, "{L}") == 0 || pat.compare(i + 1, 3, "{N}") == 0)) {
+        const bool letters = pat[i + 2] == 'L';
+        if (!in_class) out.push_back('[');
+        out.append(letters ? "\\p{L}" : "\\p{N}");
+        out.append(letters ? kExtraLetters : kExtraNumbers);
+        if (!in_class) out.push_back(']');
+        i += 3;
+      } else if (e == 's') {
         if (!in_class) out.push_back('[');
         out.append(kWhiteSpaceClassBody);
         if (!in_class) out.push_back(']');

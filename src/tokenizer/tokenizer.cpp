@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iterator>
 #include <fstream>
@@ -32,7 +33,7 @@ using detail::StringHash;
 namespace {
 
 constexpr size_t kCacheCapacity = size_t{1} << 17;  // words; HF's BPE cache holds 10k
-constexpr size_t kMaxCachedWord = 256;              // bytes
+constexpr size_t kMaxCachedWord = 256;              // bytes (< 2^16 for the cache slots)
 
 std::string read_file(const std::string& path, const char* what) {
   std::ifstream f(path, std::ios::binary);
@@ -253,6 +254,61 @@ std::string template_field(const nlohmann::json& j, const std::string& what) {
   fail(what, ": chat_template: expected a string or a list of {name, template}");
 }
 
+// Pre-token -> ids cache (HF's BPE keeps one too): open addressing over one key arena and one id
+// arena, insert-only up to kCacheCapacity words. Not thread-safe by itself (TokenizerImpl guards it).
+class WordCache {
+ public:
+  // Appends the ids of `word` to `out`; false when the word is not cached.
+  bool lookup(std::string_view word, uint64_t h, std::vector<int32_t>& out) const {
+    if (slots_.empty()) return false;
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.hash == 0) return false;
+      if (s.hash == h && s.key_len == word.size() &&
+          std::memcmp(keys_.data() + s.key_off, word.data(), word.size()) == 0) {
+        out.insert(out.end(), ids_.begin() + s.ids_off, ids_.begin() + s.ids_off + s.n_ids);
+        return true;
+      }
+    }
+  }
+  void insert(std::string_view word, uint64_t h, const int32_t* ids, size_t n) {
+    if (size_ >= kCacheCapacity || n > 0xFFFF) return;
+    if (slots_.empty()) {
+      slots_.assign(kCacheCapacity * 2, Slot{});
+      mask_ = slots_.size() - 1;
+    }
+    size_t i = h & mask_;
+    while (slots_[i].hash != 0) {
+      if (slots_[i].hash == h && slots_[i].key_len == word.size() &&
+          std::memcmp(keys_.data() + slots_[i].key_off, word.data(), word.size()) == 0) {
+        return;  // another thread cached it meanwhile
+      }
+      i = (i + 1) & mask_;
+    }
+    slots_[i] = Slot{h, static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(ids_.size()),
+                     static_cast<uint16_t>(word.size()), static_cast<uint16_t>(n)};
+    keys_.append(word);
+    ids_.insert(ids_.end(), ids, ids + n);
+    ++size_;
+  }
+  // Hash for the cache: never 0 (0 marks an empty slot).
+  static uint64_t hash(std::string_view word) { return detail::hash_bytes(word) | 1; }
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    uint32_t key_off = 0;
+    uint32_t ids_off = 0;
+    uint16_t key_len = 0;
+    uint16_t n_ids = 0;
+  };
+  std::vector<Slot> slots_;
+  std::string keys_;
+  std::vector<int32_t> ids_;
+  size_t mask_ = 0;
+  size_t size_ = 0;
+};
+
 }  // namespace
 
 struct TokenizerImpl {
@@ -274,10 +330,7 @@ struct TokenizerImpl {
   int32_t eos_id = -1, pad_id = -1;
   std::string eos, pad, chat_template;
 
-  struct WordCache {
-    std::mutex mu;
-    std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> map;
-  };
+  mutable std::mutex cache_mu;
   mutable WordCache cache;
 
   std::string normalize(std::string_view s) const;
@@ -305,24 +358,21 @@ std::string TokenizerImpl::normalize(std::string_view s) const {
 
 void TokenizerImpl::encode_word(std::string_view word, std::vector<int32_t>& out) const {
   const bool cacheable = word.size() <= kMaxCachedWord;
-  if (cacheable && cache.mu.try_lock()) {
+  uint64_t h = 0;
+  if (cacheable) {
+    h = WordCache::hash(word);
     // try_lock: a contended cache is skipped rather than waited for.
-    auto it = cache.map.find(word);
-    if (it != cache.map.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
-      cache.mu.unlock();
-      return;
+    if (cache_mu.try_lock()) {
+      const bool hit = cache.lookup(word, h, out);
+      cache_mu.unlock();
+      if (hit) return;
     }
-    cache.mu.unlock();
   }
   const size_t before = out.size();
   bpe.encode_word(word, out);
-  if (cacheable && cache.mu.try_lock()) {
-    if (cache.map.size() < kCacheCapacity) {
-      cache.map.emplace(std::string(word), std::vector<int32_t>(out.begin() + static_cast<std::ptrdiff_t>(before),
-                                                                 out.end()));
-    }
-    cache.mu.unlock();
+  if (cacheable && cache_mu.try_lock()) {
+    cache.insert(word, h, out.data() + before, out.size() - before);
+    cache_mu.unlock();
   }
 }
 
