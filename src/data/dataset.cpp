@@ -102,12 +102,14 @@ std::vector<Record> load_records_file(const std::string& path, const LoadOptions
                                       int64_t first_index) {
   const std::string text = read_file(path);
   std::vector<Record> out;
-  const size_t first = text.find_first_not_of(" \t\r\n");
+  // A UTF-8 byte-order mark (Windows editors) is skipped, as Python's utf-8-sig would.
+  const size_t bom = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;
+  const size_t first = text.find_first_not_of(" \t\r\n", bom);
   if (first == std::string::npos) return out;  // an empty file is an empty dataset
   if (text[first] == '[') {
     json arr;
     try {
-      arr = json::parse(text);
+      arr = json::parse(text.begin() + static_cast<std::ptrdiff_t>(bom), text.end());
     } catch (const json::parse_error& e) {
       fail(path, ": JSON parse error at byte ", e.byte, ": ", e.what());
     }
@@ -119,7 +121,7 @@ std::vector<Record> load_records_file(const std::string& path, const LoadOptions
     return out;
   }
   // JSONL: one object per non-blank line.
-  size_t pos = 0;
+  size_t pos = bom;
   int64_t line_no = 0;
   while (pos < text.size()) {
     size_t nl = text.find('\n', pos);

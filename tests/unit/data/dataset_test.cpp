@@ -116,3 +116,13 @@ TEST(Dataset, ErrorsNameFileRecordAndField) {
   e = error_of([&] { list_dataset_files(empty.string()); });
   EXPECT_NE(e.find("no *.json or *.jsonl"), std::string::npos) << e;
 }
+
+TEST(Dataset, Utf8BomAndEmptyFile) {
+  auto d = fresh_dir("bom");
+  write(d / "bom.json", "\xEF\xBB\xBF[{\"image\": \"a.png\", \"problem\": \"p\"}]");
+  write(d / "bom.jsonl", "\xEF\xBB\xBF{\"image\": \"a.png\", \"problem\": \"q\"}\n");
+  write(d / "empty.json", "  \n");
+  EXPECT_EQ(load_records_file((d / "bom.json").string()).at(0).problem, "p");
+  EXPECT_EQ(load_records_file((d / "bom.jsonl").string()).at(0).problem, "q");
+  EXPECT_TRUE(load_records_file((d / "empty.json").string()).empty());
+}
