@@ -172,3 +172,25 @@ TEST(TokenizerGoldens, ConcurrentEncodeMatchesSerial) {
 
 }  // namespace
 }  // namespace medr1::tokenizer::test
+
+namespace medr1::tokenizer::test {
+namespace {
+
+// Cases where a plain PCRE2 + utf8proc pipeline differs from HF's Rust tokenizers (Oniguruma with
+// Unicode 16 classes and White_Space for \s, NFC tables older than Unicode 10). Expected ids are
+// the Rust tokenizer's (npm @anush008/tokenizers 0.6.0), not medr1 output.
+TEST(TokenizerGoldens, UnicodeVersionQuirksMatchHf) {
+  MEDR1_REQUIRE_TOKENIZER_FIXTURE("qwen3");
+  const Tokenizer& tok = fixture("qwen3");
+  // U+180E is not whitespace for HF (PCRE2's \s says it is).
+  EXPECT_EQ(tok.encode("a \xE1\xA0\x8E b"), (std::vector<int32_t>{64, 86089, 254, 236, 293}));
+  // U+1D2C0 KAKTOVIK NUMERAL ZERO (Unicode 15) is \p{N} for HF.
+  EXPECT_EQ(tok.encode("x \xF0\x9D\x8B\x80 1\xF0\x9D\x8B\x80"),
+            (std::vector<int32_t>{87, 220, 56252, 233, 222, 220, 16, 56252, 233, 222}));
+  // U+1DFA (Unicode 14, class 218) has class 0 in HF's NFC: "1 U+059D U+302D U+1DFA" -> 302D 059D 1DFA.
+  EXPECT_EQ(tok.encode("1\xD6\x9D\xE3\x80\xAD\xE1\xB7\xBA"),
+            (std::vector<int32_t>{16, 1277, 255, 146, 251, 157, 115, 118}));
+}
+
+}  // namespace
+}  // namespace medr1::tokenizer::test
