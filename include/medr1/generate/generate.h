@@ -73,9 +73,11 @@ at::Tensor process_scores(const at::Tensor& scores, const at::Tensor& seen_ids, 
 // from softmax(scores) using `gen` (sampling). [N] int64.
 at::Tensor select_next_tokens(const at::Tensor& processed_scores, bool do_sample, at::Generator& gen);
 
-// Debug/parity hook: when non-null, generate() appends the processed float32 scores [B*R, V] of every step.
+// Debug/parity hook: when non-null, generate() appends per step the processed float32 scores and the raw float32
+// logits [B*R, V] (zeros for rows already finished).
 struct GenerationTrace {
   std::vector<at::Tensor> step_scores;
+  std::vector<at::Tensor> step_logits;
 };
 GenerationOutput generate(model::Qwen2VLForConditionalGeneration& model, const PromptBatch& batch,
                           const SamplingParams& params, GenerationTrace* trace);
