@@ -10,6 +10,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 
 #include "medr1/core/error.h"
@@ -181,7 +182,11 @@ GenerationOutput generate(model::Qwen2VLForConditionalGeneration& model, const P
   }
   in.cache = &cache;
   in.logits_from = -1;
+  using Clock = std::chrono::steady_clock;
+  auto t_prefill = Clock::now();
   at::Tensor logits = model->forward(in).logits.select(1, 0).to(at::kFloat);  // [B, V]
+  auto t_decode = Clock::now();
+  if (trace) trace->prefill_s = std::chrono::duration<double>(t_decode - t_prefill).count();
   if (R > 1) {
     // One prefill per prompt; its cache rows, rope_deltas and logits are shared by the R samples.
     at::Tensor rep = at::arange(B, lopt).repeat_interleave(R);
@@ -214,7 +219,7 @@ GenerationOutput generate(model::Qwen2VLForConditionalGeneration& model, const P
     at::Tensor scores = process_scores(raw, seen.to(raw.device()), params);
     at::Tensor next = select_next_tokens(scores, params.do_sample, gen).to(at::kCPU, at::kLong);  // [n]
     at::Tensor lp = raw.log_softmax(-1).gather(1, next.to(raw.device()).view({-1, 1})).squeeze(1).to(at::kCPU);
-    if (trace) {
+    if (trace && trace->keep_steps) {
       at::Tensor full = at::zeros({N, scores.size(1)}, at::TensorOptions().dtype(at::kFloat));
       full.index_copy_(0, global_t, scores.to(at::kCPU));
       trace->step_scores.push_back(full);
@@ -236,7 +241,10 @@ GenerationOutput generate(model::Qwen2VLForConditionalGeneration& model, const P
         ++n_finished;
       }
     }
-    if (n_finished == N || t + 1 == T) break;
+    if (n_finished == N || t + 1 == T) {
+      if (trace) trace->decode_s = std::chrono::duration<double>(Clock::now() - t_decode).count();
+      break;
+    }
 
     // Drop finished rows from the cache once they are a quarter of it (the copy then pays for itself).
     const int64_t n_c = cache_rows.size(0);

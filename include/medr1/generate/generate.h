@@ -78,6 +78,9 @@ at::Tensor select_next_tokens(const at::Tensor& processed_scores, bool do_sample
 struct GenerationTrace {
   std::vector<at::Tensor> step_scores;
   std::vector<at::Tensor> step_logits;
+  bool keep_steps = true;   // false: only the timings below (benchmarks)
+  double prefill_s = 0;     // wall time of the prefill forward (vision tower included)
+  double decode_s = 0;      // wall time of everything after it (decode forwards, processors, selection)
 };
 GenerationOutput generate(model::Qwen2VLForConditionalGeneration& model, const PromptBatch& batch,
                           const SamplingParams& params, GenerationTrace* trace);

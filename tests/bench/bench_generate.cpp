@@ -1,0 +1,130 @@
+// medr1-bench-generate: greedy generation on a Qwen2-VL-2B-shaped model with random weights (one 384x384 image ->
+// 196 merged image tokens, plus 60 text tokens per prompt), as /work/shared/peer/hf_bench.py measures transformers:
+// prefill tok/s = B*S / prefill time, decode tok/s = B*(N) / (generate(N+1) - generate(1)). Next to them, ceilings
+// measured in the same run: decode vs streaming the decoder + lm_head weights once per step at the measured read
+// bandwidth, prefill vs the measured matmul FLOP/s on the decoder's MLP shape. One JSON line per run.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "medr1/generate/generate.h"
+#include "medr1/model/qwen2_vl.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
+
+// Read bandwidth: repeated sums over a buffer far larger than the caches (bytes/s).
+double read_bandwidth(int64_t bytes) {
+  at::Tensor buf = at::ones({bytes / 4}, at::kFloat);
+  (void)buf.sum();
+  int reps = 0;
+  auto t0 = Clock::now();
+  do {
+    (void)buf.sum().item<float>();
+    ++reps;
+  } while (since(t0) < 1.0);
+  return static_cast<double>(bytes) * reps / since(t0);
+}
+
+double matmul_flops_per_s(int64_t m, int64_t k, int64_t n, at::ScalarType dt) {
+  at::Tensor a = at::randn({m, k}).to(dt), b = at::randn({k, n}).to(dt);
+  (void)at::matmul(a, b);
+  int reps = 0;
+  auto t0 = Clock::now();
+  do {
+    (void)at::matmul(a, b);
+    ++reps;
+  } while (since(t0) < 1.0);
+  return 2.0 * static_cast<double>(m * k * n) * reps / since(t0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"medr1-bench-generate: prefill and decode tokens/s vs measured ceilings"};
+  int64_t batch = 1, new_tokens = 8, layers = 28, vdepth = 32, text_tokens = 60;
+  int threads = 0;
+  std::string dtype = "bf16";
+  app.add_option("--batch", batch, "prompts per generate call");
+  app.add_option("--dtype", dtype, "fp32 | bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  app.add_option("--new-tokens", new_tokens, "decode steps timed");
+  app.add_option("--threads", threads, "intra-op threads (0 = default)");
+  app.add_option("--layers", layers, "decoder layers (2B: 28)");
+  app.add_option("--vision-depth", vdepth, "vision blocks (2B: 32)");
+  CLI11_PARSE(app, argc, argv);
+  if (threads > 0) at::set_num_threads(threads);
+  const at::ScalarType dt = dtype == "bf16" ? at::kBFloat16 : at::kFloat;
+
+  nlohmann::json j = {
+      {"model_type", "qwen2_vl"}, {"vocab_size", 151936}, {"hidden_size", 1536}, {"intermediate_size", 8960},
+      {"num_hidden_layers", layers}, {"num_attention_heads", 12}, {"num_key_value_heads", 2},
+      {"rms_norm_eps", 1e-6}, {"rope_theta", 1000000.0}, {"tie_word_embeddings", true},
+      {"rope_scaling", {{"type", "mrope"}, {"mrope_section", {16, 24, 24}}}},
+      {"vision_config", {{"depth", vdepth}, {"embed_dim", 1280}, {"hidden_size", 1536}, {"num_heads", 16},
+                         {"mlp_ratio", 4}, {"in_chans", 3}, {"spatial_merge_size", 2}, {"patch_size", 14},
+                         {"temporal_patch_size", 2}}}};
+  const auto cfg = medr1::model::parse_qwen2_vl_config(j, "bench-2b");
+  const int64_t g = (384 + 14) / 28 * 2, P = g * g, n_img = P / 4;  // smart_resize 384 -> 392: 28x28 patches, 196 tokens
+  std::vector<int64_t> ids{151644};
+  for (int64_t i = 0; i < text_tokens / 2; ++i) ids.push_back(1000 + 7 * i);
+  ids.push_back(cfg.vision_start_token_id);
+  ids.insert(ids.end(), static_cast<size_t>(n_img), cfg.image_token_id);
+  ids.push_back(cfg.vision_end_token_id);
+  while (static_cast<int64_t>(ids.size()) < n_img + 2 + text_tokens) ids.push_back(3000 + 11 * static_cast<int64_t>(ids.size()));
+  const int64_t S = static_cast<int64_t>(ids.size());
+
+  at::manual_seed(0);
+  medr1::model::Qwen2VLForConditionalGeneration model(cfg);
+  model->eval();
+  model->to(dt);
+  medr1::generate::PromptBatch pb;
+  pb.input_ids = at::tensor(ids, at::kLong).view({1, S}).repeat({batch, 1});
+  pb.attention_mask = at::ones_like(pb.input_ids);
+  pb.pixel_values = at::randn({P, 1176}).repeat({batch, 1});
+  pb.image_grid_thw = at::tensor(std::vector<int64_t>{1, g, g}, at::kLong).view({1, 3}).repeat({batch, 1});
+  medr1::generate::SamplingParams sp;  // greedy, no EOS: every run makes exactly the asked tokens
+  sp.eos_token_ids = {};
+
+  // One run (prefills are expensive on CPU): the prefill and the N decode steps after the first token are timed
+  // inside generate(), which is what generate(N+1) - generate(1) measures.
+  sp.max_new_tokens = new_tokens + 1;
+  medr1::generate::GenerationTrace tr;
+  tr.keep_steps = false;
+  (void)medr1::generate::generate(model, pb, sp, &tr);
+  const double t_prefill = tr.prefill_s;
+  const double t_decode = std::max(1e-9, tr.decode_s);
+  const double prefill_tok_s = static_cast<double>(batch * S) / t_prefill;
+  const double decode_tok_s = static_cast<double>(batch * new_tokens) / t_decode;
+
+  // Decode ceiling: every step streams the decoder weights and the (tied) lm_head once.
+  double weight_bytes = 0, text_params = 0, vis_params = 0;
+  for (const auto& p : model->model->named_parameters()) {
+    weight_bytes += static_cast<double>(p.value().numel() * p.value().element_size());
+    if (p.key().find("embed_tokens") == std::string::npos) text_params += static_cast<double>(p.value().numel());
+  }
+  for (const auto& p : model->visual->parameters()) vis_params += static_cast<double>(p.numel());
+  const double bw = read_bandwidth(int64_t{512} << 20);
+  const double decode_bound = static_cast<double>(batch) * bw / weight_bytes;
+  // Prefill ceiling: 2 FLOP per weight per token (decoder) and per patch (vision), at the matmul rate.
+  const double prefill_flops = 2.0 * text_params * static_cast<double>(batch * S) +
+                               2.0 * vis_params * static_cast<double>(batch * P) +
+                               2.0 * static_cast<double>(cfg.vocab_size * cfg.hidden_size * batch);
+  const double mm = matmul_flops_per_s(std::min<int64_t>(batch * S, 2048), cfg.hidden_size, cfg.intermediate_size, dt);
+  const double prefill_flops_s = prefill_flops / t_prefill;
+  std::printf(
+      "{\"batch\": %lld, \"dtype\": \"%s\", \"layers\": %lld, \"vision_depth\": %lld, \"threads\": %d, "
+      "\"prompt_tokens\": %lld, \"new_tokens\": %lld, \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, "
+      "\"weight_bytes\": %.0f, \"read_bw_gb_s\": %.3f, \"decode_bound_tok_s\": %.3f, \"decode_vs_bound\": %.3f, "
+      "\"prefill_gflop_s\": %.3f, \"matmul_gflop_s\": %.3f, \"prefill_vs_matmul\": %.3f}\n",
+      static_cast<long long>(batch), dtype.c_str(), static_cast<long long>(layers), static_cast<long long>(vdepth),
+      at::get_num_threads(), static_cast<long long>(S), static_cast<long long>(new_tokens), prefill_tok_s,
+      decode_tok_s, weight_bytes, bw / 1e9, decode_bound, decode_tok_s / decode_bound, prefill_flops_s / 1e9, mm / 1e9,
+      prefill_flops_s / mm);
+  return 0;
+}
