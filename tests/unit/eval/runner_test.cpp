@@ -18,7 +18,8 @@ std::vector<Record> records(int n) {
     Record r;
     r.index = 100 + i;
     r.image = "Images/S/" + std::to_string(i) + ".png";
-    r.problem = "Q" + std::to_string(i);
+    r.problem = "Q";
+    r.problem += std::to_string(i);  // not "Q" + to_string: GCC 12 -O3 false -Wstringop-overflow
     r.solution = std::string("<answer> ") + "ABCD"[i % 4] + " </answer>";
     v.push_back(r);
   }
