@@ -1,0 +1,42 @@
+// medr1-train: GRPO (Med-R1) or SFT training from a run config (configs/train/*.json) with per-field CLI
+// overrides of the same names (--learning_rate 1e-5 --resume latest ...). Thin: parse, then rl::train.
+// --nproc-per-node N (with --nnodes --node-rank --master-addr --master-port) relaunches N workers.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+
+#include "medr1/core/error.h"
+#include "medr1/core/logging.h"
+#include "medr1/dist/launch_env.h"
+#include "medr1/dist/launcher.h"
+#include "medr1/rl/grpo_config_cli.h"
+#include "medr1/rl/grpo_trainer.h"
+
+int main(int argc, char** argv) {
+  medr1::init_logging();
+  CLI::App app{"medr1-train: GRPO / SFT training of Qwen2-VL / Qwen2.5-VL (Med-R1)"};
+  medr1::rl::GrpoCli cli;
+  medr1::rl::add_grpo_config_options(app, cli);
+  int nproc = 0, nnodes = 1, node_rank = 0, master_port = 29500;
+  std::string master_addr = "127.0.0.1";
+  app.add_option("--nproc-per-node,--nproc_per_node", nproc, "launch N local workers (torchrun style)");
+  app.add_option("--nnodes", nnodes, "number of nodes");
+  app.add_option("--node-rank,--node_rank", node_rank, "this node's index");
+  app.add_option("--master-addr,--master_addr", master_addr, "rank 0 host");
+  app.add_option("--master-port,--master_port", master_port, "rank 0 port");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (nproc > 0) return medr1::dist::launch_local(nproc, nnodes, node_rank, master_addr, master_port, argc, argv);
+    medr1::rl::GRPOConfig cfg = medr1::rl::resolve_grpo_config(cli);
+    const medr1::dist::LaunchEnv env = medr1::dist::read_launch_env();
+    MEDR1_CHECK(!env.is_distributed(), "WORLD_SIZE ", env.world_size,
+                ": multi-process training is not wired into the trainer yet; run with one process");
+    medr1::rl::TrainResult r = medr1::rl::train(cfg);
+    spdlog::info("done: {} steps, model in {}", r.global_step, cfg.output_dir);
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,43 @@
+// The GRPO / SFT training loop (orchestration only; the math lives in rewards / advantages / policy_loss /
+// lr_schedule / optim). Mirrors Med-R1's Qwen2VLGRPOTrainer on the HF Trainer: per optimizer step,
+// gradient_accumulation_steps micro-batches of per_device_train_batch_size prompts, each rolled out G times,
+// rewards summed, group advantages, the GRPO loss against a frozen reference copy (beta > 0), AdamW with the
+// LR schedule and global-norm clipping; metrics appended to output_dir/metrics.jsonl; atomic checkpoints with
+// exact resume. algo "sft" trains cross-entropy on solution + EOS instead (Med-R1's SFT baseline).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "medr1/rl/grpo_config.h"
+#include "medr1/rl/rewards.h"
+#include "medr1/rl/rollout.h"
+
+namespace medr1::rl {
+
+struct TrainerHooks {
+  GenerateFn generate;                      // empty = generate::generate
+  const RewardRegistry* rewards = nullptr;  // nullptr = default_registry()
+  std::function<void(const nlohmann::json&)> on_log;  // each metrics record, after it is written
+  bool progress_bar = true;
+};
+
+struct TrainResult {
+  int64_t global_step = 0;
+  std::vector<nlohmann::json> log_history;  // the metrics.jsonl records (resumed ones included)
+  std::string last_checkpoint;              // "" when none was written
+};
+
+// Runs the whole training described by `cfg` (validated here). output_dir gets resolved_config.json,
+// metrics.jsonl, checkpoint-<step>/ every save_steps, and the final model (config, weights, side files) as
+// Med-R1's trainer.save_model(output_dir) leaves it. A model folder with config.json but no weights starts
+// from a seeded HF-style initialisation (normal(0, initializer_range), norms 1, biases 0). Throws
+// medr1::Error on a non-finite loss or gradient norm ("step 7: loss is nan ...") before the optimizer step,
+// so the last checkpoint stays the last good state.
+TrainResult train(const GRPOConfig& cfg, const TrainerHooks& hooks = {});
+
+}  // namespace medr1::rl
