@@ -42,3 +42,14 @@ BUILD="${MEDR1_BUILD_DIR:-build}"
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEDR1_WERROR="${MEDR1_WERROR:-OFF}"
 cmake --build "$BUILD" -j "${MEDR1_JOBS:-$(nproc)}"
 echo "[setup] built into $BUILD"
+
+# The demo's warm-started tiny model (README's first command trains it with GRPO): the Qwen2-VL layout at
+# hidden size 64 (configs/models/demo-tiny) plus the real Qwen2-VL tokenizer, initialised from the seed and
+# SFT-warm-started on data/demo by medr1-train (deterministic; ~1-2 minutes on 2 CPU cores).
+if [ ! -f models/demo-tiny/model.safetensors ]; then
+  mkdir -p models/demo-tiny-init
+  cp configs/models/demo-tiny/*.json models/demo-tiny-init/
+  cp tests/data/tokenizer/qwen2vl/tokenizer.json models/demo-tiny-init/
+  "$BUILD/medr1-train" --config configs/train/demo_sft.json
+  echo "[setup] demo model warm-started into models/demo-tiny"
+fi
