@@ -5,6 +5,7 @@
 
 #include <iostream>
 
+#include "medr1/generate/parity_generate.h"
 #include "medr1/model/parity.h"
 #include "medr1/model/weight_loader.h"
 
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (threads > 0) at::set_num_threads(threads);
+    medr1::generate::register_parity_generate();  // generate cases run through the generation engine
     medr1::model::ParityOptions opt;
     opt.set_dir = set_dir;
     opt.dtype = medr1::model::dtype_from_name(dtype);

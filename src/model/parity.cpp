@@ -230,13 +230,14 @@ at::Tensor pixel_values_for(SetCtx& s, const std::string& stem, at::Tensor* grid
   return out.pixel_values;
 }
 
-void run_forward(SetCtx& s, const std::string& name, const json& cj, CaseResult& r) {
-  const std::string p = name + ".";
-  // Pass marks apply to float32 (and float64, a debugging aid that shows the reference's own float32 noise).
-  const bool fp32 = s.dtype == at::kFloat || s.dtype == at::kDouble;
-  auto& model = s.get_model();
-  at::NoGradGuard no_grad;
+ParityGenerateFn& generate_hook() {
+  static ParityGenerateFn fn;
+  return fn;
+}
 
+// The inputs of forward case `name` (ids, mask, preprocessed images); image grid check appended to r.
+Qwen2VLInputs forward_inputs(SetCtx& s, const std::string& name, const json& cj, CaseResult& r) {
+  const std::string p = name + ".";
   Qwen2VLInputs in;
   in.input_ids = s.get(p + "input_ids");
   if (s.has(p + "attention_mask")) in.attention_mask = s.get(p + "attention_mask");
@@ -261,6 +262,17 @@ void run_forward(SetCtx& s, const std::string& name, const json& cj, CaseResult&
     in.image_grid_thw = s.has(p + "image_grid_thw") ? s.get(p + "image_grid_thw") : at::cat(grids, 0);
     r.checks.push_back(cmp_exact("image_grid_thw(preprocess)", at::cat(grids, 0), in.image_grid_thw));
   }
+  return in;
+}
+
+void run_forward(SetCtx& s, const std::string& name, const json& cj, CaseResult& r) {
+  const std::string p = name + ".";
+  // Pass marks apply to float32 (and float64, a debugging aid that shows the reference's own float32 noise).
+  const bool fp32 = s.dtype == at::kFloat || s.dtype == at::kDouble;
+  auto& model = s.get_model();
+  at::NoGradGuard no_grad;
+
+  Qwen2VLInputs in = forward_inputs(s, name, cj, r);
   in.output_hidden_states = true;
   in.compute_logits = false;
 
@@ -334,6 +346,77 @@ void run_forward(SetCtx& s, const std::string& name, const json& cj, CaseResult&
   }
 }
 
+// generate case: greedy decoding of the prompt of case `inputs` through the generate part's hook; ids exact,
+// step logits (and penalised scores) at the golden vocab columns and at the golden step top-5 ids within 1e-4.
+void run_generate(SetCtx& s, const std::string& name, const json& cj, CaseResult& r) {
+  const std::string p = name + ".";
+  const bool fp32 = s.dtype == at::kFloat || s.dtype == at::kDouble;
+  std::string base = cj.value("inputs", "");
+  if (base.size() > 2 && base.compare(base.size() - 2, 2, ".*") == 0) base.resize(base.size() - 2);
+  const json& cases = s.goldens.at("cases");
+  MEDR1_CHECK(!base.empty() && cases.contains(base), s.dir, "/goldens.json: generate case \"", name,
+              "\" names inputs \"", cj.value("inputs", ""), "\", which is not a case of the set");
+  auto& model = s.get_model();
+  at::NoGradGuard no_grad;
+  Qwen2VLInputs in = forward_inputs(s, base, cases.at(base), r);
+
+  ParityGenerateRequest req;
+  req.input_ids = in.input_ids.to(at::kLong);
+  req.attention_mask = in.attention_mask.defined() ? in.attention_mask.to(at::kLong) : at::ones_like(req.input_ids);
+  req.pixel_values = in.pixel_values;
+  req.image_grid_thw = in.image_grid_thw;
+  req.max_new_tokens = cj.value("max_new_tokens", int64_t{16});
+  req.repetition_penalty = cj.value("repetition_penalty", 1.0);
+  // EOS / pad: the set's generation_config.json (transformers reads it), else the README's Qwen2-VL values.
+  req.eos_token_ids = {151645, 151643};
+  const fs::path gc_path = fs::path(s.dir) / "generation_config.json";
+  if (fs::exists(gc_path)) {
+    const json gc = io::read_json_file(gc_path.string());
+    if (gc.contains("eos_token_id")) {
+      const json& e = gc.at("eos_token_id");
+      req.eos_token_ids = e.is_array() ? e.get<std::vector<int64_t>>() : std::vector<int64_t>{e.get<int64_t>()};
+    }
+    if (gc.contains("pad_token_id") && gc.at("pad_token_id").is_number_integer()) {
+      req.pad_token_id = gc.at("pad_token_id").get<int64_t>();
+    } else if (!req.eos_token_ids.empty()) {
+      req.pad_token_id = req.eos_token_ids.front();
+    }
+  }
+  ParityGenerateResult g = generate_hook()(model, req);
+
+  // Ids are exact in float32; in bf16 they may leave the reference's path (reported only).
+  auto ids_check = [&](const std::string& key, const at::Tensor& ours) {
+    if (!s.has(p + key)) return;
+    TensorCheck c = cmp_exact(key, ours, s.get(p + key));
+    c.applies = fp32;
+    if (!fp32) c.pass = true;
+    r.checks.push_back(c);
+  };
+  ids_check("new_tokens", g.new_tokens);
+  ids_check("sequences", g.sequences);
+  const at::Tensor vocab_ids = s.has("vocab_ids") ? s.get("vocab_ids") : at::Tensor();
+  auto steps = [&](const std::string& prefix, const at::Tensor& ours) {  // ours [B, T, V]
+    if (!ours.defined()) return;
+    if (vocab_ids.defined() && s.has(p + prefix + "_cols"))
+      r.checks.push_back(cmp_float(prefix + "_cols", ours.index_select(2, vocab_ids), s.get(p + prefix + "_cols"),
+                                   kLogitTol, false, fp32));
+    if (s.has(p + prefix + "_top5_ids") && s.has(p + prefix + "_top5_values"))
+      r.checks.push_back(cmp_float(prefix + "_top5_values(at golden ids)",
+                                   ours.gather(2, s.get(p + prefix + "_top5_ids")),
+                                   s.get(p + prefix + "_top5_values"), kLogitTol, false, fp32));
+  };
+  // Goldens name the raw logits step_logits_cols / step_top5_*, the penalised ones step_scores_*.
+  if (g.step_logits.defined()) {
+    if (vocab_ids.defined() && s.has(p + "step_logits_cols"))
+      r.checks.push_back(cmp_float("step_logits_cols", g.step_logits.index_select(2, vocab_ids),
+                                   s.get(p + "step_logits_cols"), kLogitTol, false, fp32));
+    if (s.has(p + "step_top5_ids") && s.has(p + "step_top5_values"))
+      r.checks.push_back(cmp_float("step_top5_values(at golden ids)", g.step_logits.gather(2, s.get(p + "step_top5_ids")),
+                                   s.get(p + "step_top5_values"), kLogitTol, false, fp32));
+  }
+  steps("step_scores", g.step_scores);
+}
+
 std::string fmt_num(double v) {
   std::ostringstream os;
   os << std::setprecision(3) << std::scientific << v;
@@ -341,6 +424,9 @@ std::string fmt_num(double v) {
 }
 
 }  // namespace
+
+void set_parity_generate_hook(ParityGenerateFn fn) { generate_hook() = std::move(fn); }
+bool has_parity_generate_hook() { return static_cast<bool>(generate_hook()); }
 
 int ParityReport::count(CaseStatus s) const {
   int n = 0;
@@ -369,9 +455,11 @@ ParityReport run_parity_set(const ParityOptions& opt) {
         run_preprocess(s, r.name, it.value(), r);
       } else if (r.kind == "forward" || r.kind == "forward_batch") {
         run_forward(s, r.name, it.value(), r);
+      } else if (r.kind == "generate" && generate_hook()) {
+        run_generate(s, r.name, it.value(), r);
       } else {
         r.status = CaseStatus::Skipped;
-        r.message = r.kind == "generate" ? "not yet supported" : "unknown case kind \"" + r.kind + "\"";
+        r.message = r.kind == "generate" ? "no generation hook (medr1::generate::register_parity_generate())" : "unknown case kind \"" + r.kind + "\"";
       }
       if (r.status != CaseStatus::Skipped)
         for (const auto& c : r.checks)

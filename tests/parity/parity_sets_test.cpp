@@ -1,9 +1,11 @@
 // Runs the shipped parity sets (goldens from transformers v4.49.0) through the library's harness, as
-// `medr1-parity --set` does: every case must pass its pass marks, generate cases are skipped for now.
+// `medr1-parity --set` does: every case must pass its pass marks, generate cases included (through the
+// generate part's hook).
 #include <gtest/gtest.h>
 
 #include <string>
 
+#include "medr1/generate/parity_generate.h"
 #include "medr1/model/parity.h"
 
 namespace {
@@ -11,6 +13,7 @@ namespace {
 using medr1::model::CaseStatus;
 
 medr1::model::ParityReport run_set(const std::string& name) {
+  medr1::generate::register_parity_generate();
   medr1::model::ParityOptions opt;
   opt.set_dir = std::string(MEDR1_TEST_DATA) + "/" + name;
   return medr1::model::run_parity_set(opt);
@@ -43,8 +46,11 @@ TEST(ParitySets, Qwen2VLTiny) {
   auto rep = run_set("qwen2vl-tiny");
   ASSERT_EQ(rep.cases.size(), 11u);
   EXPECT_GT(expect_all_pass(rep), 40u);
-  EXPECT_EQ(rep.count(CaseStatus::Skipped), 3);
+  EXPECT_EQ(rep.count(CaseStatus::Skipped), 0);
   EXPECT_TRUE(has_check(rep, "single", "logits_cols"));
+  EXPECT_TRUE(has_check(rep, "gen_single", "new_tokens"));
+  EXPECT_TRUE(has_check(rep, "gen_batch", "step_logits_cols"));
+  EXPECT_TRUE(has_check(rep, "gen_single_rep105", "step_scores_cols"));
   EXPECT_TRUE(has_check(rep, "batch", "causal_mask_4d"));
   EXPECT_TRUE(has_check(rep, "batch", "position_ids"));
 }
@@ -53,6 +59,9 @@ TEST(ParitySets, Qwen2_5VLTiny) {
   auto rep = run_set("qwen2_5vl-tiny");
   ASSERT_EQ(rep.cases.size(), 8u);
   EXPECT_GT(expect_all_pass(rep), 30u);
+  EXPECT_EQ(rep.count(CaseStatus::Skipped), 0);
+  EXPECT_TRUE(has_check(rep, "gen_batch", "new_tokens"));
+  EXPECT_TRUE(has_check(rep, "gen_single_rep105", "step_scores_cols"));
   EXPECT_TRUE(has_check(rep, "single", "vision.window_index"));
   EXPECT_TRUE(has_check(rep, "batch", "logits_last"));
 }

@@ -2,14 +2,21 @@
 // cases config.json + model.safetensors) against the goldens made by transformers v4.49.0, and reports per tensor
 // the max error vs its pass mark (README of the parity kit: ids/grids/positions exact, pixel_values 1e-6 abs,
 // vision activations and hidden states 1e-5 relative (L2), logits 1e-4 abs). Everything
-// is derived from the set's files; case kinds: preprocess, preprocess_file, forward, forward_batch; generate cases
-// are skipped ("not yet supported"). Used by medr1-parity and by the parity tests.
+// is derived from the set's files; case kinds: preprocess, preprocess_file, forward, forward_batch, generate.
+// The model part cannot run generation (the generate part depends on it), so generate cases go through a hook
+// that the generate part installs (medr1::generate::register_parity_generate()); without it they are skipped.
+// Used by medr1-parity and by the parity tests.
 #pragma once
 
 #include <ATen/core/ScalarType.h>
 
+#include <ATen/core/Tensor.h>
+
+#include <functional>
 #include <string>
 #include <vector>
+
+#include "medr1/model/qwen2_vl.h"
 
 namespace medr1::model {
 
@@ -45,6 +52,33 @@ struct ParityReport {
   int count(CaseStatus s) const;
   bool ok() const { return count(CaseStatus::Failed) == 0; }
 };
+
+// One greedy generation asked of the hook: the prompt of the case named by the generate case's "inputs"
+// (left-padded, images preprocessed as the forward cases get them) and the decoding settings.
+struct ParityGenerateRequest {
+  at::Tensor input_ids;       // [B, S] int64
+  at::Tensor attention_mask;  // [B, S] int64
+  at::Tensor pixel_values;    // [sumP, 1176] or undefined
+  at::Tensor image_grid_thw;  // [N, 3] int64 or undefined
+  int64_t max_new_tokens = 16;
+  double repetition_penalty = 1.0;
+  std::vector<int64_t> eos_token_ids;
+  int64_t pad_token_id = 151643;
+};
+
+struct ParityGenerateResult {
+  at::Tensor new_tokens;   // [B, T] int64
+  at::Tensor sequences;    // [B, S+T] int64
+  at::Tensor step_logits;  // [B, T, V] float32 raw logits of each step
+  at::Tensor step_scores;  // [B, T, V] float32 processed (penalised) scores of each step
+};
+
+using ParityGenerateFn =
+    std::function<ParityGenerateResult(Qwen2VLForConditionalGeneration& model, const ParityGenerateRequest& req)>;
+
+// Installs (or, with an empty function, removes) the generation hook used for `generate` cases.
+void set_parity_generate_hook(ParityGenerateFn fn);
+bool has_parity_generate_hook();
 
 // Runs the set; never throws for a failing case (the failure is recorded in the case), throws medr1::Error when the
 // set itself cannot be read (missing goldens.json, ...).
