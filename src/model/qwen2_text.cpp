@@ -8,6 +8,7 @@
 
 #include "medr1/core/error.h"
 #include "medr1/core/torch_compat.h"
+#include "medr1/model/streaming_linear.h"
 
 namespace medr1::model {
 
@@ -31,7 +32,10 @@ Qwen2MLPImpl::Qwen2MLPImpl(int64_t hidden, int64_t intermediate) {
 }
 
 at::Tensor Qwen2MLPImpl::forward(const at::Tensor& x) {
-  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  // medr1::model::linear: the weight-streaming kernel for decode steps, at::linear otherwise.
+  at::Tensor g = at::silu(medr1::model::linear(x, gate_proj->weight, gate_proj->bias));
+  at::Tensor h = g * medr1::model::linear(x, up_proj->weight, up_proj->bias);
+  return medr1::model::linear(h, down_proj->weight, down_proj->bias);
 }
 
 Qwen2VLAttentionImpl::Qwen2VLAttentionImpl(const Qwen2VLConfig& cfg, int64_t layer_idx)
@@ -68,15 +72,21 @@ at::Tensor eager_attention(const at::Tensor& q, const at::Tensor& k, const at::T
 at::Tensor Qwen2VLAttentionImpl::forward(const at::Tensor& x, const RopeCosSin& rope, const at::Tensor& mask,
                                          KVCache* cache) {
   const int64_t B = x.size(0), S = x.size(1);
-  at::Tensor q = q_proj->forward(x).view({B, S, n_heads_, head_dim_}).transpose(1, 2);     // [B, H, S, D]
-  at::Tensor k = k_proj->forward(x).view({B, S, n_kv_heads_, head_dim_}).transpose(1, 2);  // [B, Hkv, S, D]
-  at::Tensor v = v_proj->forward(x).view({B, S, n_kv_heads_, head_dim_}).transpose(1, 2);  // [B, Hkv, S, D]
+  at::Tensor q = medr1::model::linear(x, q_proj->weight, q_proj->bias)
+                     .view({B, S, n_heads_, head_dim_})
+                     .transpose(1, 2);  // [B, H, S, D]
+  at::Tensor k = medr1::model::linear(x, k_proj->weight, k_proj->bias)
+                     .view({B, S, n_kv_heads_, head_dim_})
+                     .transpose(1, 2);  // [B, Hkv, S, D]
+  at::Tensor v = medr1::model::linear(x, v_proj->weight, v_proj->bias)
+                     .view({B, S, n_kv_heads_, head_dim_})
+                     .transpose(1, 2);  // [B, Hkv, S, D]
   q = apply_multimodal_rotary_pos_emb(q, rope);
   k = apply_multimodal_rotary_pos_emb(k, rope);
   if (cache) std::tie(k, v) = cache->update(layer_idx_, k, v);  // [B, Hkv, T, D]
   at::Tensor o = eager_attention(q, k, v, mask);                 // [B, H, S, D]
   o = o.transpose(1, 2).reshape({B, S, n_heads_ * head_dim_});   // [B, S, H*D]
-  return o_proj->forward(o);
+  return medr1::model::linear(o, o_proj->weight, o_proj->bias);
 }
 
 Qwen2VLDecoderLayerImpl::Qwen2VLDecoderLayerImpl(const Qwen2VLConfig& cfg, int64_t layer_idx) {

@@ -1,0 +1,25 @@
+// y = x W^T + b for inputs with few rows (decode steps): the LibTorch 1.13 CPU GEMM paths are far from the
+// weight-streaming bound at M = 1..16 (bf16 goes through a slow generic kernel, fp32 sgemm pays a large
+// per-call overhead), so for inference on CPU a kernel that streams each weight row once, converting bf16 to
+// fp32 on the fly and accumulating in fp32 (as the bf16 GEMMs do), is used instead. Same contract as
+// at::linear; anything else (autograd, GPU, other dtypes, many rows, no AVX2/FMA) goes to at::linear.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace medr1::model {
+
+// Rows (product of the leading dims of x) up to which the streaming kernel is used: measured against
+// at::linear on the 2B MLP shape, fp32 wins up to ~16 rows, bf16 up to ~4 (beyond, x re-reads dominate).
+inline constexpr int64_t kStreamingLinearMaxRowsFp32 = 16;
+inline constexpr int64_t kStreamingLinearMaxRowsBf16 = 4;
+
+// x [..., K], weight [N, K], bias [N] or undefined -> [..., N] in x's dtype.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = at::Tensor());
+
+// True when linear() would take the streaming kernel for these arguments (tests, benchmarks).
+bool streaming_linear_applies(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+
+}  // namespace medr1::model
