@@ -45,11 +45,16 @@ echo "[setup] built into $BUILD"
 
 # The demo's warm-started tiny model (README's first command trains it with GRPO): the Qwen2-VL layout at
 # hidden size 64 (configs/models/demo-tiny) plus the real Qwen2-VL tokenizer, initialised from the seed and
-# SFT-warm-started on data/demo by medr1-train (deterministic; ~1-2 minutes on 2 CPU cores).
+# SFT-warm-started on data/demo by medr1-train in two deterministic stages (~5 minutes on 2 CPU cores):
+#   1. demo_sft.json  (lr 1e-2): learns the answer format, but the letter stays a guess (loss plateaus at
+#      ln(5)/8 per token: the high lr never picks up the image);
+#   2. demo_sft2.json (lr 2e-3, 50 steps): starts to read the image, so GRPO starts from a *partial*
+#      policy (accuracy reward ~0.25-0.3, format ~1) that the README's GRPO run improves from there.
 if [ ! -f models/demo-tiny/model.safetensors ]; then
   mkdir -p models/demo-tiny-init
   cp configs/models/demo-tiny/*.json models/demo-tiny-init/
   cp tests/data/tokenizer/qwen2vl/tokenizer.json models/demo-tiny-init/
   "$BUILD/medr1-train" --config configs/train/demo_sft.json
+  "$BUILD/medr1-train" --config configs/train/demo_sft2.json
   echo "[setup] demo model warm-started into models/demo-tiny"
 fi
