@@ -3,8 +3,12 @@
 // --nproc-per-node N (with --nnodes --node-rank --master-addr --master-port) relaunches N workers.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "medr1/core/error.h"
 #include "medr1/core/logging.h"
@@ -29,13 +33,28 @@ int main(int argc, char** argv) {
   try {
     if (nproc > 0) return medr1::dist::launch_local(nproc, nnodes, node_rank, master_addr, master_port, argc, argv);
     medr1::rl::GRPOConfig cfg = medr1::rl::resolve_grpo_config(cli);
-    const medr1::dist::LaunchEnv env = medr1::dist::read_launch_env();
-    MEDR1_CHECK(!env.is_distributed(), "WORLD_SIZE ", env.world_size,
-                ": multi-process training is not wired into the trainer yet; run with one process");
+    const medr1::dist::LaunchEnv env = medr1::dist::read_launch_env();  // torchrun's variables; validated here
+    if (env.is_main())
+      spdlog::info("metrics -> {}/metrics.jsonl; checkpoints -> {}/checkpoint-<step> every {} steps; final model -> {}",
+                   cfg.output_dir, cfg.output_dir, cfg.save_steps, cfg.output_dir);
     medr1::rl::TrainResult r = medr1::rl::train(cfg);
-    spdlog::info("done: {} steps, model in {}", r.global_step, cfg.output_dir);
+    if (env.is_main()) spdlog::info("done: {} steps, model in {}", r.global_step, cfg.output_dir);
+    // One-line verdict for GRPO runs: mean accuracy reward over the first vs the last (up to) 5 logged steps.
+    std::vector<double> acc;
+    for (const auto& rec : r.log_history)
+      if (rec.contains("rewards/accuracy")) acc.push_back(rec["rewards/accuracy"].get<double>());
+    if (env.is_main() && !acc.empty()) {
+      const size_t k = std::min<size_t>(5, acc.size());
+      double first = 0, last = 0;
+      for (size_t i = 0; i < k; ++i) first += acc[i] / static_cast<double>(k);
+      for (size_t i = acc.size() - k; i < acc.size(); ++i) last += acc[i] / static_cast<double>(k);
+      spdlog::info("accuracy reward: first {} steps {:.3f} -> last {} steps {:.3f} ({} logged steps)", k, first, k,
+                   last, acc.size());
+    }
   } catch (const std::exception& e) {
-    spdlog::error("{}", e.what());
+    const char* rank = std::getenv("RANK");
+    if (rank != nullptr) spdlog::error("rank {}: {}", rank, e.what());
+    else spdlog::error("{}", e.what());
     return 1;
   }
   return 0;

@@ -1,7 +1,10 @@
 // GRPO / SFT training loop (grpo_trainer.h): sequences rollout -> rewards -> advantages -> loss -> AdamW step
 // -> metrics -> checkpoint. Each step first builds all its micro-batches (rollouts, reference and old logps),
 // then runs forward/backward per micro-batch, as TRL's buffered _prepare_inputs does (Med-R1's compute_loss is
-// the num_iterations == 1 case of it: identical values).
+// the num_iterations == 1 case of it: identical values). Data-parallel (torchrun variables, docs/distributed.md):
+// rank 0's weights are broadcast at start, each rank rolls out its shard of the prompts (a prompt's G samples
+// stay on its rank, as in Med-R1), gradients are averaged on the last micro-step only (DDP no_sync), metrics
+// are averaged before logging, and only rank 0 writes files (checkpoints behind barriers).
 #include "medr1/rl/grpo_trainer.h"
 
 #include <ATen/ATen.h>
@@ -11,11 +14,16 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <random>
 
 #include "medr1/core/error.h"
 #include "medr1/core/logging.h"
 #include "medr1/data/progress.h"
+#include "medr1/dist/grad_sync.h"
+#include "medr1/dist/launch_env.h"
+#include "medr1/dist/process_group.h"
 #include "medr1/dist/sampler.h"
 #include "medr1/io/checkpoint.h"
 #include "medr1/io/safetensors.h"
@@ -100,19 +108,36 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
   MEDR1_CHECK(!cfg.model_name_or_path.empty(), "model_name_or_path: required");
   MEDR1_CHECK(!cfg.dataset_name.empty(), "dataset_name: required");
   if (sft) cfg.num_generations = std::max<int64_t>(cfg.num_generations, 1);
-  cfg.validate(1);
-  if (cfg.gradient_checkpointing) spdlog::warn("gradient_checkpointing: not implemented yet; running without it");
-  fs::create_directories(cfg.output_dir);
-  save_grpo_config(cfg, (fs::path(cfg.output_dir) / "resolved_config.json").string());
-  // Stale temp folders of a run killed mid-save.
-  for (const auto& e : fs::directory_iterator(cfg.output_dir))
-    if (e.is_directory() && e.path().filename().string().rfind(".tmp-checkpoint-", 0) == 0) fs::remove_all(e.path());
+  const dist::LaunchEnv env = dist::read_launch_env();
+  cfg.validate(env.world_size);
+  dist::ProcessGroupOptions pgo;  // gloo (the trainer runs on CPU); world 1: no store, every call a no-op
+  dist::ProcessGroup pg(env, pgo);
+  const bool is_main = pg.rank() == 0;
+  const int64_t world = pg.world_size();
+  if (pg.is_distributed())
+    spdlog::info("data-parallel: rank {} of {} ({}), global batch {} prompts", pg.rank(), world,
+                 pg.backend_name(), world * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps);
+  if (cfg.gradient_checkpointing && is_main)
+    spdlog::warn("gradient_checkpointing: not implemented yet; running without it");
+  if (is_main) {
+    fs::create_directories(cfg.output_dir);
+    save_grpo_config(cfg, (fs::path(cfg.output_dir) / "resolved_config.json").string());
+    // Stale temp folders of a run killed mid-save.
+    for (const auto& e : fs::directory_iterator(cfg.output_dir))
+      if (e.is_directory() && e.path().filename().string().rfind(".tmp-checkpoint-", 0) == 0)
+        fs::remove_all(e.path());
+  }
+  pg.barrier();  // the folder exists (and is clean) before any rank looks into it
 
   at::manual_seed(static_cast<uint64_t>(cfg.seed));
   std::mt19937_64 mt(static_cast<uint64_t>(cfg.seed));
   const at::ScalarType run_dtype = cfg.bf16 ? at::kBFloat16 : at::kFloat;
   auto policy = load_policy(cfg.model_name_or_path, run_dtype, static_cast<uint64_t>(cfg.seed));
   policy->train();
+  // Every rank starts from rank 0's weights (DDP's constructor broadcast) and averages its grads with the
+  // others; hooks on the run parameters (bf16: their grads are averaged before the fp32 master copy).
+  std::unique_ptr<dist::GradSync> sync;
+  if (pg.is_distributed()) sync = std::make_unique<dist::GradSync>(pg, *policy);
   const PromptMode mode = prompt_mode_from_string(cfg.prompt_template);
   tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_dir(cfg.model_name_or_path);
   const int64_t eos_id = tok.eos_token_id();
@@ -137,6 +162,7 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
     ref = load_policy(cfg.model_name_or_path, run_dtype, static_cast<uint64_t>(cfg.seed));
     ref->eval();
     for (auto& p : ref->parameters()) p.set_requires_grad(false);
+    if (pg.is_distributed()) dist::broadcast_module(pg, *ref);
   }
 
   // Master weights: the policy's own parameters in fp32; fp32 copies when the policy runs in bf16.
@@ -157,7 +183,8 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
 
   const int64_t B = cfg.per_device_train_batch_size, GA = cfg.gradient_accumulation_steps;
   const int64_t G = sft ? 1 : cfg.num_generations;
-  dist::DistributedSampler sampler(static_cast<int64_t>(records.size()), 0, 1, static_cast<uint64_t>(cfg.seed));
+  dist::DistributedSampler sampler(static_cast<int64_t>(records.size()), pg.rank(), pg.world_size(),
+                                   static_cast<uint64_t>(cfg.seed));
   const int64_t batches_per_epoch = (sampler.num_samples() + B - 1) / B;
   const int64_t steps_per_epoch = std::max<int64_t>(1, batches_per_epoch / GA);
   const int64_t total_steps = cfg.max_steps > 0
@@ -181,10 +208,23 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
     }
     load_trainer_state(*dir, st, *opt, master);
     restore_rng(st, mt);
+    if (st.world_size != world) {
+      // Same global batch, other world size: the prompts consumed this epoch are the first
+      // position * world_size of the shared permutation, so the per-rank position scales.
+      const int64_t consumed = st.sampler.position * st.world_size;
+      MEDR1_CHECK(consumed % world == 0, *dir, ": resuming a world-size-", st.world_size, " checkpoint (", consumed,
+                  " prompts of epoch ", st.sampler.epoch, " consumed) with world size ", world,
+                  " needs a multiple of the new world size");
+      spdlog::info("resume: world size {} -> {} (sampler position {} -> {})", st.world_size, world,
+                   st.sampler.position, consumed / world);
+      st.sampler.position = consumed / world;
+      st.world_size = world;
+    }
     sampler.load_state(st.sampler);
     spdlog::info("resumed from {} at step {}", *dir, st.global_step);
   }
-  {  // metrics.jsonl = the history up to the resume point (drops lines of steps after the checkpoint)
+  st.world_size = world;
+  if (is_main) {  // metrics.jsonl = the history up to the resume point (drops lines of steps after the checkpoint)
     std::ofstream f(metrics_path, std::ios::trunc);
     for (const auto& r : st.log_history) f << r.dump() << "\n";
   }
@@ -251,7 +291,7 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
   data::ProgressOptions po;
   po.initial = st.global_step;
   std::unique_ptr<data::ProgressBar> bar;
-  if (hooks.progress_bar) bar = std::make_unique<data::ProgressBar>(sft ? "sft" : "grpo", total_steps, po);
+  if (hooks.progress_bar && is_main) bar = std::make_unique<data::ProgressBar>(sft ? "sft" : "grpo", total_steps, po);
   std::vector<MicroBatch> round;
   TrainResult result;
   const int64_t divisor = loss_accumulation_divisor(loss_type, GA);
@@ -268,9 +308,18 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
     if (loss_type == LossType::dapo) {
       double items = 0;
       for (const auto& mb : round) items += mb.r.completion_mask.sum().item<double>();
+      if (pg.is_distributed()) {
+        // TRL: the global token count, scaled by the world size because the ranks' grads are averaged.
+        at::Tensor t = at::tensor({items}, at::kDouble);
+        pg.allreduce(t);
+        items = t.item<double>() / static_cast<double>(world);
+      }
       plo.num_items_in_batch = items;
     }
-    for (auto& mb : round) {
+    for (size_t k = 0; k < round.size(); ++k) {
+      MicroBatch& mb = round[k];
+      // DDP no_sync: only the last micro-step's backward allreduces (the accumulated) grads.
+      auto no_sync = sync && k + 1 < round.size() ? sync->no_sync() : dist::GradSync::NoSyncGuard{};
       const auto t0 = Clock::now();
       at::Tensor logps = logps_of(policy, mb.r);
       at::Tensor loss;
@@ -293,7 +342,9 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
       const double loss_v = loss.item<double>();
       MEDR1_CHECK(std::isfinite(loss_v), "step ", step + 1, ": loss is ", loss_v,
                   " (non-finite); stopping before the optimizer step, last checkpoint kept");
-      (loss / static_cast<double>(divisor)).backward();
+      at::Tensor scaled = loss / static_cast<double>(divisor);
+      if (sync && k + 1 == round.size()) sync->prepare_for_backward(scaled);
+      scaled.backward();
       m.loss += loss_v / static_cast<double>(divisor);
       m.n_micro += 1;
       m.gen_tokens += static_cast<double>(mb.r.generated_tokens);
@@ -302,6 +353,7 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
                                             (mb.r.prompt_ids.size(1) + mb.r.completion_ids.size(1)));
       m.train_s += seconds_since(t0);
     }
+    if (sync) sync->finalize();  // .grad = mean over ranks
     if (cfg.bf16) {
       for (size_t i = 0; i < master.size(); ++i) {
         const at::Tensor& g = run_params[i].second.grad();
@@ -346,8 +398,19 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
       rec["step_time"] = seconds_since(t_step);
       rec["rollout_tokens_per_s"] = m.rollout_s > 0 ? m.gen_tokens / m.rollout_s : 0.0;
       rec["train_tokens_per_s"] = m.train_s > 0 ? m.train_tokens / m.train_s : 0.0;
+      if (pg.is_distributed()) {
+        // Every rank holds the same keys; the logged value is the mean over ranks (HF Trainer's gather +
+        // mean); throughputs are per rank, so the job's is world x their mean.
+        std::map<std::string, double> local;
+        for (auto it = rec.begin(); it != rec.end(); ++it)
+          if (it.key() != "step" && it.key() != "epoch" && it.key() != "learning_rate")
+            local[it.key()] = it->get<double>();
+        for (const auto& [k, v] : dist::allreduce_mean(pg, local)) rec[k] = v;
+        rec["rollout_tokens_per_s"] = rec["rollout_tokens_per_s"].get<double>() * static_cast<double>(world);
+        rec["train_tokens_per_s"] = rec["train_tokens_per_s"].get<double>() * static_cast<double>(world);
+      }
       st.log_history.push_back(rec);
-      std::ofstream(metrics_path, std::ios::app) << rec.dump() << "\n";
+      if (is_main) std::ofstream(metrics_path, std::ios::app) << rec.dump() << "\n";
       if (hooks.on_log) hooks.on_log(rec);
     }
     if (bar) bar->advance();
@@ -355,18 +418,28 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
       capture_rng(st, mt);
       NamedTensors weights;
       for (auto& [n, p] : master) weights.emplace_back(n, p.detach());
-      result.last_checkpoint = save_checkpoint(cfg.output_dir, st, weights, model::to_json(policy->config()),
-                                               cfg.model_name_or_path, cfg.save_only_model ? nullptr : opt.get(),
-                                               master, to_json(cfg));
+      pg.barrier();  // every rank finished the step
+      if (is_main)
+        result.last_checkpoint = save_checkpoint(cfg.output_dir, st, weights, model::to_json(policy->config()),
+                                                 cfg.model_name_or_path, cfg.save_only_model ? nullptr : opt.get(),
+                                                 master, to_json(cfg));
+      else
+        result.last_checkpoint =
+            (fs::path(cfg.output_dir) / ("checkpoint-" + std::to_string(st.global_step))).string();
+      pg.barrier();  // the checkpoint is committed before any rank goes on (a later failure leaves it intact)
     }
   }
   if (bar) bar->finish();
   // trainer.save_model(output_dir): the final model as a loadable HF folder.
   NamedTensors weights;
   for (auto& [n, p] : master) weights.emplace_back(n, p.detach());
-  io::write_json_atomic((fs::path(cfg.output_dir) / "config.json").string(), model::to_json(policy->config()));
-  io::save_safetensors_sharded(cfg.output_dir, weights);
-  io::copy_hf_side_files(cfg.model_name_or_path, cfg.output_dir);
+  pg.barrier();
+  if (is_main) {
+    io::write_json_atomic((fs::path(cfg.output_dir) / "config.json").string(), model::to_json(policy->config()));
+    io::save_safetensors_sharded(cfg.output_dir, weights);
+    io::copy_hf_side_files(cfg.model_name_or_path, cfg.output_dir);
+  }
+  pg.barrier();  // the final model is on disk when train() returns on any rank
   result.global_step = st.global_step;
   result.log_history = st.log_history;
   return result;

@@ -50,6 +50,7 @@ nlohmann::json state_json(const TrainerState& st) {
   nlohmann::json j;
   j["global_step"] = st.global_step;
   j["sampler"] = {{"epoch", st.sampler.epoch}, {"position", st.sampler.position}};
+  j["world_size"] = st.world_size;
   j["mt_state"] = st.mt_state;
   j["log_history"] = st.log_history;
   return j;
@@ -106,6 +107,7 @@ void load_trainer_state(const std::string& dir, TrainerState& st, torch::optim::
   st.global_step = j.at("global_step").get<int64_t>();
   st.sampler.epoch = j.at("sampler").at("epoch").get<int64_t>();
   st.sampler.position = j.at("sampler").at("position").get<int64_t>();
+  st.world_size = j.value("world_size", int64_t{1});  // absent in single-process checkpoints of older runs
   st.mt_state = j.value("mt_state", std::string{});
   st.log_history.clear();
   for (const auto& r : j.at("log_history")) st.log_history.push_back(r);

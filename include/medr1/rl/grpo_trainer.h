@@ -38,6 +38,13 @@ struct TrainResult {
 // from a seeded HF-style initialisation (normal(0, initializer_range), norms 1, biases 0). Throws
 // medr1::Error on a non-finite loss or gradient norm ("step 7: loss is nan ...") before the optimizer step,
 // so the last checkpoint stays the last good state.
+// Data-parallel under torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, ...; gloo): rank 0's weights are
+// broadcast, each rank takes its DistributedSampler shard (per_device_train_batch_size prompts per
+// micro-batch, all G samples of a prompt on its rank), grads are averaged on the last micro-step, metrics are
+// averaged over ranks, and only rank 0 writes files, between barriers. W ranks with GA micro-steps equal one
+// process with GA x W micro-steps over the same prompts (rollout seeds depend on the dataset index). A lost
+// peer throws medr1::Error("dist: ...") from the next collective. Resume may change the world size when
+// the prompts consumed in the epoch divide by the new one.
 TrainResult train(const GRPOConfig& cfg, const TrainerHooks& hooks = {});
 
 }  // namespace medr1::rl

@@ -26,6 +26,7 @@ namespace medr1::rl {
 struct TrainerState {
   int64_t global_step = 0;                 // optimizer steps done (= scheduler steps)
   dist::SamplerState sampler;              // data position (epoch, prompts handed out on this rank)
+  int64_t world_size = 1;                  // data-parallel ranks that wrote it (resume rescales the position)
   std::vector<nlohmann::json> log_history; // every metrics.jsonl record so far
   std::string mt_state;                    // std::mt19937_64 operator<< text
   at::Tensor torch_rng_state;              // default CPU generator get_state() bytes
