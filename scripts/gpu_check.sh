@@ -5,7 +5,8 @@
 # private prefix — never into /.
 #   On the GPU machine: bash scripts/gpu_check.sh --debs DIR
 # Steps: build against the wheel's LibTorch (-DMEDR1_CUDA=ON), run the CPU unit tests there, the
-# parity sets, then a 1-GPU NCCL training step of the tiny model and a bf16 inference run on CUDA.
+# parity sets, the gloo dist tests and a bf16 inference run on CUDA (the NCCL training step needs
+# medr1-train --device, not there yet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -35,10 +36,9 @@ ctest --test-dir build-gpu -L "unit|parity" --output-on-failure -j 8 || echo "[g
 for set in tests/data/qwen2vl-tiny tests/data/qwen2_5vl-tiny; do
   ./build-gpu/medr1-parity --set "$set" || echo "[gpu_check] parity failed: $set"
 done
-# 1-GPU NCCL training step: torchrun-style env with world size 1 on cuda:0.
-RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 LOCAL_WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=29512 \
-  ./build-gpu/medr1-train --config configs/train/grpo_tiny_cpu.json --device cuda \
-  --max_steps 2 --output_dir /tmp/medr1-gpu-train || echo "[gpu_check] GPU training step failed"
+# 1-GPU NCCL training step: NOT YET POSSIBLE — medr1-train has no --device option yet (the trainer runs on CPU
+# with gloo; ProcessGroup already builds NCCL under MEDR1_CUDA). Until then, run the 2-rank gloo tests here.
+ctest --test-dir build-gpu -L dist --output-on-failure || echo "[gpu_check] dist tests failed"
 ./build-gpu/medr1-infer --model tests/data/qwen2vl-tiny --tokenizer tests/data/tokenizer/qwen2vl \
   --input data/demo/test.json --dataset-root data/demo --output /tmp/medr1-gpu-infer.jsonl \
   --device cuda --dtype bf16 --max-new-tokens 16 || echo "[gpu_check] GPU inference failed"
