@@ -2,6 +2,7 @@
 #include "medr1/rl/lr_schedule.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <algorithm>
 #include <cmath>

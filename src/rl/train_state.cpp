@@ -3,7 +3,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <c10/util/string_utils.h>
 
 #include <csignal>
 #include <cstdlib>
@@ -13,6 +12,7 @@
 #include <sstream>
 
 #include "medr1/core/error.h"
+#include "medr1/core/torch_compat.h"
 #include "medr1/io/checkpoint.h"
 #include "medr1/io/safetensors.h"
 
@@ -43,8 +43,6 @@ void restore_rng(const TrainerState& st, std::mt19937_64& mt) {
 }
 
 namespace {
-
-std::string param_key(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
 
 nlohmann::json state_json(const TrainerState& st) {
   nlohmann::json j;
@@ -79,7 +77,7 @@ std::string save_checkpoint(const std::string& output_dir, const TrainerState& s
   if (opt != nullptr) {
     std::vector<std::pair<std::string, at::Tensor>> tensors;
     for (const auto& [pname, p] : opt_params) {
-      auto it = opt->state().find(param_key(p));
+      auto it = opt->state().find(compat::optimizer_state_key(opt->state(), p));
       if (it == opt->state().end()) continue;
       const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
       tensors.emplace_back(pname + ".exp_avg", s.exp_avg());
@@ -125,7 +123,7 @@ void load_trainer_state(const std::string& dir, TrainerState& st, torch::optim::
     s->step(c->second.item<int64_t>());
     s->exp_avg(a->second.to(p.scalar_type()).clone());
     s->exp_avg_sq(b->second.to(p.scalar_type()).clone());
-    opt.state()[param_key(p)] = std::move(s);
+    opt.state()[compat::optimizer_state_key(opt.state(), p)] = std::move(s);
   }
 }
 

@@ -14,6 +14,29 @@
 #define MEDR1_HAS_SDPA 1
 #endif
 
+// ---- optimizer state keys ------------------------------------------------------------------------
+// torch::optim::Optimizer::state() is keyed by the parameter's TensorImpl address: as a string
+// (c10::guts::to_string of the pointer, i.e. ostream << ptr) on 1.13, as the void* itself on 2.x.
+#include <ATen/core/Tensor.h>
+
+#include <sstream>
+#include <string>
+#include <type_traits>
+
+namespace medr1::compat {
+template <class StateMap>
+typename StateMap::key_type optimizer_state_key(const StateMap&, const at::Tensor& p) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream os;
+    os << p.unsafeGetTensorImpl();
+    return os.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
+}  // namespace medr1::compat
+
 // ---- c10d (distributed) -------------------------------------------------------------------------
 // The concrete gloo/NCCL classes derive from c10d::ProcessGroup in 1.13 and from c10d::Backend in
 // 2.x; the collective methods (allreduce/broadcast/allgather/barrier -> intrusive_ptr<c10d::Work>),
