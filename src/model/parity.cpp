@@ -2,6 +2,7 @@
 #include "medr1/model/parity.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <cmath>
 #include <filesystem>

@@ -2,6 +2,7 @@
 #include "medr1/model/weight_loader.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <filesystem>
 #include <fstream>

@@ -8,6 +8,7 @@
 #include "medr1/rl/grpo_trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>

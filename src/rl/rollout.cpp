@@ -3,6 +3,7 @@
 #include "medr1/rl/rollout.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <algorithm>
 

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/Parallel.h>
 
 #include <chrono>

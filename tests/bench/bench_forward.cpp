@@ -3,6 +3,7 @@
 // to the matmul FLOP/s measured in the same run (the ceiling this machine's BLAS gives for the decoder's shapes).
 // --layers / --vision-depth cut the depth (the FLOP count follows). Logits at the last position only.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
 

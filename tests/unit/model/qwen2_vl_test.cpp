@@ -1,6 +1,7 @@
 // Config parsing, the name-walk loader (sharded save/load, missing / mis-shaped / non-float tensors), the KV cache
 // (prefill + decode == one full forward) and differentiability of the Qwen2-VL wrapper.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include <unistd.h>

@@ -2,6 +2,7 @@
 // rounding, bf16 within one bf16 rounding of the fp32-accumulated result, odd K tails, bias, leading dims, and the
 // fallbacks (autograd, many rows) that must stay on at::linear.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include "medr1/model/streaming_linear.h"
