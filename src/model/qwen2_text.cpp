@@ -8,6 +8,7 @@
 
 #include "medr1/core/error.h"
 #include "medr1/core/torch_compat.h"
+#include "medr1/model/checkpoint.h"
 #include "medr1/model/streaming_linear.h"
 
 namespace medr1::model {
@@ -123,7 +124,13 @@ Qwen2TextOutput Qwen2VLModelImpl::forward(const at::Tensor& inputs_embeds, const
   at::Tensor h = inputs_embeds;
   for (auto& layer : layer_ptrs_) {
     if (output_hidden_states) out.hidden_states.push_back(h);
-    h = layer->forward(h, rope, mask, cache);
+    if (gradient_checkpointing_ && !cache && checkpoint_applies(*layer)) {
+      auto impl = layer.ptr();  // rope and mask are constants of the block, captured by value
+      auto fn = [impl, rope, mask](const at::Tensor& x) { return impl->forward(x, rope, mask, nullptr); };
+      h = checkpoint(*impl, fn, h);
+    } else {
+      h = layer->forward(h, rope, mask, cache);
+    }
   }
   h = norm->forward(h);
   if (output_hidden_states) out.hidden_states.push_back(h);

@@ -16,6 +16,7 @@
 #include "medr1/core/error.h"
 #include "medr1/core/torch_compat.h"
 #include "medr1/io/json_util.h"
+#include "medr1/model/checkpoint.h"
 
 namespace medr1::model {
 
@@ -402,8 +403,15 @@ at::Tensor Qwen2VisionTransformerImpl::forward(const at::Tensor& pixel_values, c
     bool full = !cfg_.is_qwen2_5 || std::find(cfg_.fullatt_block_indexes.begin(),
                                               cfg_.fullatt_block_indexes.end(),
                                               i) != cfg_.fullatt_block_indexes.end();
-    x = blocks->ptr<Qwen2VisionBlockImpl>(static_cast<size_t>(i))->forward(
-        x, full ? frame_lens : window_lens, cos, sin);
+    auto block = blocks->ptr<Qwen2VisionBlockImpl>(static_cast<size_t>(i));
+    const std::vector<int64_t>& segs = full ? frame_lens : window_lens;
+    if (gradient_checkpointing_ && checkpoint_applies(*block)) {
+      // Segment lengths and rotary tables are constants of the block, captured by value.
+      auto fn = [block, segs, cos, sin](const at::Tensor& h) { return block->forward(h, segs, cos, sin); };
+      x = checkpoint(*block, fn, x);
+    } else {
+      x = block->forward(x, segs, cos, sin);
+    }
     if (debug) debug->block_outputs.push_back(x);
   }
   at::Tensor out = merger->forward(x);  // [M, hidden]

@@ -76,6 +76,10 @@ class Qwen2VLModelImpl : public torch::nn::Module {
   // inputs_embeds [B, S, E]; position_ids [3, B, S]; mask [B, 1, S, T] additive.
   Qwen2TextOutput forward(const at::Tensor& inputs_embeds, const at::Tensor& position_ids, const at::Tensor& mask,
                           KVCache* cache, bool output_hidden_states);
+  // Activation checkpointing per decoder layer (checkpoint.h), effective only while training with grad mode
+  // on and no KV cache (HF gradient_checkpointing_enable).
+  void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   Qwen2RMSNorm norm{nullptr};
@@ -83,6 +87,7 @@ class Qwen2VLModelImpl : public torch::nn::Module {
  private:
   Qwen2VLConfig cfg_;
   std::vector<Qwen2VLDecoderLayer> layer_ptrs_;
+  bool gradient_checkpointing_ = false;
 };
 TORCH_MODULE(Qwen2VLModel);
 

@@ -169,6 +169,9 @@ class Qwen2VisionTransformerImpl : public torch::nn::Module {
   std::pair<at::Tensor, at::Tensor> get_window_index(const at::Tensor& grid_thw) const;
 
   const Qwen2VisionConfig& config() const { return cfg_; }
+  // Activation checkpointing per block (checkpoint.h), effective only while training with grad mode on.
+  void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
 
   Qwen2VisionPatchEmbed patch_embed{nullptr};
   torch::nn::ModuleList blocks{nullptr};
@@ -176,6 +179,7 @@ class Qwen2VisionTransformerImpl : public torch::nn::Module {
 
  private:
   Qwen2VisionConfig cfg_;
+  bool gradient_checkpointing_ = false;
 };
 TORCH_MODULE(Qwen2VisionTransformer);
 

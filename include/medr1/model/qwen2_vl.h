@@ -59,6 +59,12 @@ class Qwen2VLForConditionalGenerationImpl : public torch::nn::Module {
   at::Tensor lm_logits(const at::Tensor& hidden);
 
   const Qwen2VLConfig& config() const { return cfg_; }
+  // Activation checkpointing of every decoder layer and vision block (HF gradient_checkpointing_enable);
+  // only effective while the module is training with grad mode on (checkpoint.h).
+  void set_gradient_checkpointing(bool on) {
+    model->set_gradient_checkpointing(on);
+    visual->set_gradient_checkpointing(on);
+  }
   at::ScalarType dtype() const;
 
   Qwen2VisionTransformer visual{nullptr};
