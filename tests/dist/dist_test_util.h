@@ -3,15 +3,21 @@
 // tests skip unless that variable names them. Workers report through files in MEDR1_DIST_DIR.
 #pragma once
 
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "medr1/dist/launcher.h"
@@ -81,6 +87,52 @@ inline std::string read_text(const std::filesystem::path& p) {
 inline void write_text(const std::filesystem::path& p, const std::string& s) {
   std::ofstream f(p);
   f << s;
+}
+
+using Env = std::vector<std::pair<std::string, std::string>>;
+
+// fork + exec of `exe` with `args` and extra variables `env`, stdout and stderr into `log`.
+inline pid_t spawn(const std::filesystem::path& exe, const std::vector<std::string>& args, const Env& env,
+                   const std::filesystem::path& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::string exe_s = exe.string();
+    std::vector<std::string> copy = args;
+    std::vector<char*> argv{exe_s.data()};
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(exe_s.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Exit code (128 + signal when killed); kills the process and returns -1 after `timeout_s`.
+inline int wait_for(pid_t pid, double timeout_s) {
+  const auto t0 = std::chrono::steady_clock::now();
+  int status = 0;
+  while (true) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::duration<double>(timeout_s)) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// The variables torchrun sets for `rank` of a 2-process job on one node.
+inline Env rank_env(int rank, int port, int world = 2) {
+  return {{"RANK", std::to_string(rank)},        {"LOCAL_RANK", std::to_string(rank)},
+          {"WORLD_SIZE", std::to_string(world)}, {"LOCAL_WORLD_SIZE", std::to_string(world)},
+          {"GROUP_RANK", "0"},                   {"MASTER_ADDR", "127.0.0.1"},
+          {"MASTER_PORT", std::to_string(port)}};
 }
 
 }  // namespace medr1::dist::testing

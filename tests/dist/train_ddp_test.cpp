@@ -32,8 +32,10 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using testing::free_port;
+using testing::rank_env;
 using testing::read_text;
 using testing::ScratchDir;
+using testing::wait_for;
 
 const fs::path kTrain = fs::path(MEDR1_BINARY_DIR) / "medr1-train";
 const fs::path kTokenizer = fs::path(MEDR1_TEST_DATA) / "tokenizer" / "qwen2vl" / "tokenizer.json";
@@ -72,47 +74,8 @@ struct Fixture {
   }
 };
 
-// fork + exec of medr1-train with extra variables, stdout/stderr into `log`.
-pid_t spawn(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env,
-            const fs::path& log) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> argv;
-    std::string exe = kTrain.string();
-    argv.push_back(exe.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(exe.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-// Exit code (128 + signal when killed); kills the process and returns -1 after `timeout_s`.
-int wait_for(pid_t pid, double timeout_s) {
-  const auto t0 = Clock::now();
-  int status = 0;
-  while (true) {
-    const pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (seconds_since(t0) > timeout_s) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
-
-std::vector<std::pair<std::string, std::string>> rank_env(int rank, int port) {
-  return {{"RANK", std::to_string(rank)}, {"LOCAL_RANK", std::to_string(rank)}, {"WORLD_SIZE", "2"},
-          {"LOCAL_WORLD_SIZE", "2"},      {"GROUP_RANK", "0"},                  {"MASTER_ADDR", "127.0.0.1"},
-          {"MASTER_PORT", std::to_string(port)}};
+pid_t spawn(const std::vector<std::string>& args, const testing::Env& env, const fs::path& log) {
+  return testing::spawn(kTrain, args, env, log);
 }
 
 // A minimal safetensors reader (F32 tensors only): name -> values.
