@@ -1,6 +1,6 @@
 // medr1-train data-parallel end to end (issue 6): 2 gloo ranks over a global batch end with the same
-// weights as one process with gradient accumulation over that batch, whether started by the built-in
-// launcher (--nproc-per-node 2) or by hand with torchrun's variables; a rank killed mid-run makes the
+// weights as one process with gradient accumulation over that batch (SFT; GRPO with the same logged
+// rewards), whether started by the built-in launcher (--nproc-per-node 2) or by hand with torchrun's variables; a rank killed mid-run makes the
 // other exit non-zero with a dist message, the last checkpoint intact. Runs the medr1-train binary of
 // MEDR1_BINARY_DIR (skips when it or the npm-fetched tokenizer is missing); every run has a timeout.
 #include <gtest/gtest.h>
@@ -61,7 +61,17 @@ struct Fixture {
     for (size_t i = 0; i < 4 && i < all.size(); ++i) out.push_back(all[i]);
     data = root / "train.json";
     std::ofstream(data) << out.dump(1);
+    // GRPO prompts: the same 4 records, each solution a bare word (no <answer> tag: the accuracy reward then
+    // compares it with the whole stripped completion). The words are among the two likeliest first tokens
+    // of the tiny model on these prompts, so with top_k 2 some completions of a group match and others
+    // do not: non-zero advantages, a real GRPO update (the test checks the rewards are not all zero).
+    nlohmann::json grpo = out;
+    const char* words[] = {"strained", "Pump", "strained", "Pump"};
+    for (size_t i = 0; i < grpo.size(); ++i) grpo[i]["solution"] = words[i];
+    grpo_data = root / "train_grpo.json";
+    std::ofstream(grpo_data) << grpo.dump(1);
   }
+  fs::path grpo_data;
   // SFT (the tiny model's GRPO rewards are all zero, so GRPO would not move the weights), fp32,
   // B = 1 prompt per micro-batch, lr high enough that two steps move every weight.
   std::vector<std::string> args(const fs::path& out, int ga, int steps, int save_steps = 1000) const {
@@ -71,6 +81,18 @@ struct Fixture {
             "--gradient_accumulation_steps", std::to_string(ga), "--max_steps", std::to_string(steps),
             "--save_steps", std::to_string(save_steps), "--learning_rate", "1e-3", "--max_pixels", "3136",
             "--min_pixels", "3136", "--max_completion_length", "4", "--seed", "7", "--logging_steps", "1"};
+  }
+  // GRPO, fp32: 4 generations of 1 token per prompt sampled from the top 2, accuracy reward, KL beta 0.04
+  // (the Med-R1 default), B = 1 prompt per micro-batch.
+  std::vector<std::string> grpo_args(const fs::path& out, int ga, int steps) const {
+    return {"--algo", "grpo", "--output_dir", out.string(), "--model_name_or_path", model.string(),
+            "--dataset_name", grpo_data.string(), "--dataset_root",
+            (fs::path(MEDR1_SOURCE_DIR) / "data" / "demo").string(), "--prompt_template", "nothink",
+            "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", std::to_string(ga),
+            "--max_steps", std::to_string(steps), "--save_steps", "1000", "--learning_rate", "1e-3",
+            "--max_pixels", "3136", "--min_pixels", "3136", "--max_completion_length", "1", "--num_generations",
+            "4", "--top_k", "2", "--temperature", "1.0", "--beta", "0.04", "--reward_funcs", "accuracy", "--seed",
+            "7", "--logging_steps", "1"};
   }
 };
 
@@ -180,6 +202,59 @@ TEST(TrainDdp, TorchrunVariablesByHandEqualSingleProcess) {
   const double diff = max_abs_diff(ref, dir.path / "ddp" / "model.safetensors");
   std::printf("[ddp] torchrun-style 2 ranks %.2f s; max |ddp - single| = %.3g\n", t_ddp, diff);
   EXPECT_LT(diff, 1e-5);
+}
+
+std::vector<nlohmann::json> read_metrics(const fs::path& p) {
+  std::vector<nlohmann::json> out;
+  std::ifstream f(p);
+  for (std::string line; std::getline(f, line);)
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// GRPO: rollouts are seeded by (seed, step, dataset index), so 2 ranks x GA 1 sample the same completions
+// as 1 process x GA 2 over the same 2 prompts per step; rewards, advantages, the KL against the reference
+// and the update must then agree.
+TEST(TrainDdp, GrpoTwoRanksEqualsSingleProcessWithAccumulation) {
+  if (!prerequisites()) GTEST_SKIP() << "needs " << kTrain << " and " << kTokenizer;
+  ScratchDir dir;
+  Fixture fx(dir.path);
+  const auto t0 = Clock::now();
+  const int rc1 = wait_for(spawn(fx.grpo_args(dir.path / "single", 2, 2), {}, dir.path / "single.log"), 55);
+  const double t_single = seconds_since(t0);
+  ASSERT_EQ(rc1, 0) << read_text(dir.path / "single.log");
+  std::vector<std::string> args = fx.grpo_args(dir.path / "ddp", 1, 2);
+  args.insert(args.end(), {"--nproc-per-node", "2", "--master-port", std::to_string(free_port())});
+  const auto t1 = Clock::now();
+  const int rc2 = wait_for(spawn(args, {}, dir.path / "ddp.log"), 55);
+  const double t_ddp = seconds_since(t1);
+  ASSERT_EQ(rc2, 0) << read_text(dir.path / "ddp.log");
+
+  const fs::path ref = dir.path / "single" / "model.safetensors";
+  const double start_move = max_abs_diff(ref, fx.model / "model.safetensors");
+  const double diff = max_abs_diff(ref, dir.path / "ddp" / "model.safetensors");
+  std::printf("[ddp] GRPO single GA2 %.2f s, launcher 2 ranks %.2f s; weights moved by %.3g; max |ddp - single| = "
+              "%.3g\n", t_single, t_ddp, start_move, diff);
+  EXPECT_GT(start_move, 1e-4);  // GRPO really changed the weights (else equality would be vacuous)
+  EXPECT_LT(diff, 1e-6);
+
+  // The logged metrics of every step agree: rewards exactly (same completions), the losses and the KL to
+  // float rounding (they are averaged over ranks instead of accumulated).
+  const auto one = read_metrics(dir.path / "single" / "metrics.jsonl");
+  const auto two = read_metrics(dir.path / "ddp" / "metrics.jsonl");
+  ASSERT_EQ(one.size(), 2u);
+  ASSERT_EQ(two.size(), 2u);
+  double reward_std_sum = 0;
+  for (size_t k = 0; k < one.size(); ++k) {
+    for (const char* key : {"reward", "reward_std", "rewards/accuracy", "completion_length", "step"})
+      EXPECT_EQ(two[k].at(key), one[k].at(key)) << "step " << k + 1 << " " << key;
+    for (const char* key : {"loss", "kl", "grad_norm", "clip_ratio", "learning_rate"})
+      EXPECT_NEAR(two[k].at(key).get<double>(), one[k].at(key).get<double>(),
+                  1e-6 * (1 + std::abs(one[k].at(key).get<double>())))
+          << "step " << k + 1 << " " << key;
+    reward_std_sum += one[k].at("reward_std").get<double>();
+  }
+  EXPECT_GT(reward_std_sum, 0.0) << "all rewards of a group equal: zero advantages, nothing to compare";
 }
 
 TEST(TrainDdp, KilledRankMakesTheOtherFailWithMessage) {
