@@ -1,8 +1,9 @@
 // medr1-train data-parallel end to end (issue 6): 2 gloo ranks over a global batch end with the same
 // weights as one process with gradient accumulation over that batch (SFT; GRPO with the same logged
-// rewards), whether started by the built-in launcher (--nproc-per-node 2) or by hand with torchrun's variables; a rank killed mid-run makes the
-// other exit non-zero with a dist message, the last checkpoint intact. Runs the medr1-train binary of
-// MEDR1_BINARY_DIR (skips when it or the npm-fetched tokenizer is missing); every run has a timeout.
+// rewards), whether started by the built-in launcher (--nproc-per-node 2) or by hand with torchrun's
+// variables; a rank killed mid-run makes the other exit non-zero with a dist message, the last checkpoint
+// intact. Runs the medr1-train binary of MEDR1_BINARY_DIR (skips when it or the npm-fetched tokenizer is
+// missing); every run has a timeout.
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
