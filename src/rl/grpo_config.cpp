@@ -245,6 +245,12 @@ void GRPOConfig::validate(int64_t world_size, int64_t max_position_embeddings) c
         gradient_accumulation_steps, " x num_generations ", num_generations,
         ") must be divisible by num_generations");
   }
+  {
+    bool ok = device == "cpu" || device == "cuda";
+    if (!ok && device.rfind("cuda:", 0) == 0 && device.size() > 5)
+      ok = device.find_first_not_of("0123456789", 5) == std::string::npos && device.size() <= 8;
+    req(ok, "device: expected cpu, cuda or cuda:N, got '", device, "'");
+  }
   req(max_prompt_length >= 1, "max_prompt_length: must be >= 1, got ", max_prompt_length);
   req(max_completion_length >= 1, "max_completion_length: must be >= 1, got ",
       max_completion_length);

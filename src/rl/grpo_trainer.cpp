@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 
 #include <chrono>
 #include <cmath>
@@ -92,6 +93,31 @@ at::Tensor logps_of(model::Qwen2VLForConditionalGeneration& m, const Rollout& r)
   return selective_log_softmax(completion_logits(m, r), r.completion_ids).to(at::kFloat);
 }
 
+// The loss-side tensors of a micro-batch on the training device (pixel_values are moved by the vision tower,
+// image_grid_thw stays on the CPU where the rope / window code reads it).
+void to_device(Rollout& r, at::Device dev) {
+  for (at::Tensor* t : {&r.prompt_ids, &r.prompt_mask, &r.completion_ids, &r.completion_mask})
+    if (t->defined()) *t = t->to(dev);
+}
+
+// `device` of the config -> the device this process trains on. "cuda" is cuda:LOCAL_RANK (torchrun: one GPU
+// per local rank, as accelerate / the HF Trainer place the model); an explicit cuda:N must equal it when
+// data-parallel, because the NCCL group communicates on cuda:LOCAL_RANK.
+at::Device resolve_train_device(const std::string& spec, const dist::LaunchEnv& env) {
+  if (spec == "cpu") return at::Device(at::kCPU);
+  MEDR1_CHECK(spec == "cuda" || spec.rfind("cuda:", 0) == 0, "device: expected cpu, cuda or cuda:N, got '", spec,
+              "'");
+  MEDR1_CHECK(at::hasCUDA(), "device ", spec, ": LibTorch was built without CUDA (or no CUDA driver / GPU is "
+              "available); use --device cpu");
+  const int64_t n_gpu = at::detail::getCUDAHooks().getNumGPUs();
+  const int64_t index = spec == "cuda" ? env.local_rank : std::stoll(spec.substr(5));
+  MEDR1_CHECK(index < n_gpu, "device ", spec, ": cuda:", index, " requested but only ", n_gpu,
+              " CUDA device(s) are visible", spec == "cuda" ? " (index = LOCAL_RANK)" : "");
+  MEDR1_CHECK(!env.is_distributed() || index == env.local_rank, "device ", spec, ": rank ", env.rank,
+              " has LOCAL_RANK ", env.local_rank, "; data-parallel runs use device cuda (cuda:LOCAL_RANK)");
+  return at::Device(at::kCUDA, static_cast<at::DeviceIndex>(index));
+}
+
 struct Metrics {  // sums over the micro-batches of one optimizer step
   double loss = 0, kl = 0, clip = 0, completion_length = 0, reward_std = 0;
   std::vector<double> per_func_sum;
@@ -111,15 +137,16 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
   if (sft) cfg.num_generations = std::max<int64_t>(cfg.num_generations, 1);
   const dist::LaunchEnv env = dist::read_launch_env();
   cfg.validate(env.world_size);
-  dist::ProcessGroupOptions pgo;  // gloo (the trainer runs on CPU); world 1: no store, every call a no-op
+  const at::Device device = resolve_train_device(cfg.device, env);
+  dist::ProcessGroupOptions pgo;  // world 1: no store, every call a no-op
+  pgo.device = device.is_cuda() ? "cuda" : "cpu";  // NCCL on CUDA, gloo on CPU
   dist::ProcessGroup pg(env, pgo);
   const bool is_main = pg.rank() == 0;
   const int64_t world = pg.world_size();
   if (pg.is_distributed())
-    spdlog::info("data-parallel: rank {} of {} ({}), global batch {} prompts", pg.rank(), world,
-                 pg.backend_name(), world * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps);
-  if (cfg.gradient_checkpointing && is_main)
-    spdlog::warn("gradient_checkpointing: not implemented yet; running without it");
+    spdlog::info("data-parallel: rank {} of {} ({}, {}), global batch {} prompts", pg.rank(), world,
+                 pg.backend_name(), device.str(),
+                 world * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps);
   if (is_main) {
     fs::create_directories(cfg.output_dir);
     save_grpo_config(cfg, (fs::path(cfg.output_dir) / "resolved_config.json").string());
@@ -134,7 +161,11 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
   std::mt19937_64 mt(static_cast<uint64_t>(cfg.seed));
   const at::ScalarType run_dtype = cfg.bf16 ? at::kBFloat16 : at::kFloat;
   auto policy = load_policy(cfg.model_name_or_path, run_dtype, static_cast<uint64_t>(cfg.seed));
+  policy->to(device);
   policy->train();
+  // HF gradient_checkpointing_enable on the policy: every decoder layer and vision block recomputes its
+  // activations in backward (the reference model and the no-grad logps never build a graph anyway).
+  policy->set_gradient_checkpointing(cfg.gradient_checkpointing);
   // Every rank starts from rank 0's weights (DDP's constructor broadcast) and averages its grads with the
   // others; hooks on the run parameters (bf16: their grads are averaged before the fp32 master copy).
   std::unique_ptr<dist::GradSync> sync;
@@ -161,6 +192,7 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
   model::Qwen2VLForConditionalGeneration ref{nullptr};
   if (!sft && cfg.beta != 0.0) {
     ref = load_policy(cfg.model_name_or_path, run_dtype, static_cast<uint64_t>(cfg.seed));
+    ref->to(device);
     ref->eval();
     for (auto& p : ref->parameters()) p.set_requires_grad(false);
     if (pg.is_distributed()) dist::broadcast_module(pg, *ref);
@@ -186,8 +218,12 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
   const int64_t G = sft ? 1 : cfg.num_generations;
   dist::DistributedSampler sampler(static_cast<int64_t>(records.size()), pg.rank(), pg.world_size(),
                                    static_cast<uint64_t>(cfg.seed));
+  // HF Trainer (dataloader_drop_last False): len(dataloader) = ceil(shard / B) micro-batches, max_steps =
+  // ceil(epochs * max(len // GA, 1)); TRL's sampler repeats every generation batch num_iterations times, so
+  // the dataloader (and the step count) of GRPO is num_iterations times longer.
   const int64_t batches_per_epoch = (sampler.num_samples() + B - 1) / B;
-  const int64_t steps_per_epoch = std::max<int64_t>(1, batches_per_epoch / GA);
+  const int64_t iters = sft ? 1 : cfg.num_iterations;
+  const int64_t steps_per_epoch = std::max<int64_t>(1, batches_per_epoch * iters / GA);
   const int64_t total_steps = cfg.max_steps > 0
                                   ? cfg.max_steps
                                   : static_cast<int64_t>(std::ceil(cfg.num_train_epochs * steps_per_epoch));
@@ -230,15 +266,21 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
     for (const auto& r : st.log_history) f << r.dump() << "\n";
   }
 
-  auto next_examples = [&]() {
-    std::vector<int64_t> idx = sampler.next_batch(B);
-    if (static_cast<int64_t>(idx.size()) < B) {  // epoch exhausted: the tail is dropped, next epoch starts
-      sampler.set_epoch(sampler.epoch() + 1);
-      idx = sampler.next_batch(B);
+  // The prompts of one generation round, as the HF Trainer's epoch loop hands them out (dataloader_drop_last
+  // False): up to GA micro-batches of up to B prompts of the current epoch. The epoch's last micro-batch keeps
+  // its partial batch (fewer than B prompts), and its last step takes the micro-batches that are left (fewer
+  // than GA: HF steps the optimizer at the end of the epoch); a step never spans two epochs. Every rank's shard
+  // has the same size (DistributedSampler pads), so the ranks stay in lockstep.
+  auto next_round_examples = [&]() {
+    if (sampler.remaining() == 0) sampler.set_epoch(sampler.epoch() + 1);
+    std::vector<std::vector<PromptExample>> out;
+    while (static_cast<int64_t>(out.size()) < GA && sampler.remaining() > 0) {
+      std::vector<PromptExample> ex;
+      for (int64_t i : sampler.next_batch(B))
+        ex.push_back(make_prompt_example(records[static_cast<size_t>(i)], mode, ipc));
+      out.push_back(std::move(ex));
     }
-    std::vector<PromptExample> ex;
-    for (int64_t i : idx) ex.push_back(make_prompt_example(records[static_cast<size_t>(i)], mode, ipc));
-    return ex;
+    return out;
   };
 
   RolloutOptions ro;
@@ -259,12 +301,12 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
   // Builds the GA micro-batches of one generation round (rollouts, rewards, advantages, ref / old logps).
   auto build_round = [&](int64_t step) {
     std::vector<MicroBatch> round;
-    for (int64_t k = 0; k < GA; ++k) {
+    for (std::vector<PromptExample>& ex : next_round_examples()) {
       MicroBatch mb;
       auto t0 = Clock::now();
-      std::vector<PromptExample> ex = next_examples();
       if (sft) {
         mb.r = make_sft_batch(tok, ex, cfg.max_prompt_length, eos_id, pad_id);
+        to_device(mb.r, device);
         round.push_back(std::move(mb));
         continue;
       }
@@ -274,7 +316,8 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
                                    cfg.reward_weights, registry);
       at::Tensor rw = at::tensor(mb.rewards.total, at::kDouble).to(at::kFloat);
       Advantages adv = compute_advantages(rw, G, scale, 1e-4);
-      mb.advantages = adv.advantages;
+      mb.advantages = adv.advantages.to(device);
+      to_device(mb.r, device);
       mb.reward_std = at::nan_to_num(adv.std.view({-1, G}).select(1, 0), 0.0).mean().item<double>();
       at::NoGradGuard ng;
       if (ref) mb.ref_logps = logps_of(ref, mb.r);
@@ -295,6 +338,7 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
   if (hooks.progress_bar && is_main) bar = std::make_unique<data::ProgressBar>(sft ? "sft" : "grpo", total_steps, po);
   std::vector<MicroBatch> round;
   TrainResult result;
+  // Also on an epoch's last step with fewer than GA micro-batches: HF's training_step always divides by GA.
   const int64_t divisor = loss_accumulation_divisor(loss_type, GA);
   PolicyLossOptions plo = policy_loss_options(cfg);
 

@@ -121,8 +121,8 @@ void load_trainer_state(const std::string& dir, TrainerState& st, torch::optim::
                 " != parameter ", p.sizes());
     auto s = std::make_unique<torch::optim::AdamWParamState>();
     s->step(c->second.item<int64_t>());
-    s->exp_avg(a->second.to(p.scalar_type()).clone());
-    s->exp_avg_sq(b->second.to(p.scalar_type()).clone());
+    s->exp_avg(a->second.to(p.device(), p.scalar_type()).clone());
+    s->exp_avg_sq(b->second.to(p.device(), p.scalar_type()).clone());
     opt.state()[compat::optimizer_state_key(opt.state(), p)] = std::move(s);
   }
 }

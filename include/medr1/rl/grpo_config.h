@@ -30,6 +30,7 @@ struct GRPOConfig {
   double num_train_epochs;
   int64_t max_steps, save_steps, logging_steps;
   bool save_only_model, bf16, gradient_checkpointing;
+  std::string device;
   int64_t max_pixels, min_pixels, seed;
   // Sampling
   double temperature;
@@ -85,7 +86,10 @@ struct GRPOConfig {
     v(c.save_only_model, "save_only_model", false, "checkpoints hold weights only (no optimizer)");
     v(c.logging_steps, "logging_steps", int64_t{1}, "log every N optimizer steps");
     v(c.bf16, "bf16", false, "bf16 weights and compute (else fp32)");
-    v(c.gradient_checkpointing, "gradient_checkpointing", false, "recompute activations in backward");
+    v(c.gradient_checkpointing, "gradient_checkpointing", false,
+      "recompute each decoder layer's / vision block's activations in backward (policy only)");
+    v(c.device, "device", S{"cpu"},
+      "cpu | cuda | cuda:N (under torchrun, cuda = cuda:LOCAL_RANK and the NCCL backend; gloo on cpu)");
     v(c.max_pixels, "max_pixels", int64_t{401408}, "image processor max_pixels (512*28*28)");
     v(c.min_pixels, "min_pixels", int64_t{3136}, "image processor min_pixels (4*28*28)");
     v(c.seed, "seed", int64_t{42}, "random seed (data order, sampling, init)");
