@@ -5,8 +5,9 @@
 # private prefix — never into /.
 #   On the GPU machine: bash scripts/gpu_check.sh --debs DIR
 # Steps: build against the wheel's LibTorch (-DMEDR1_CUDA=ON), run the CPU unit tests there, the
-# parity sets, the gloo dist tests and a bf16 inference run on CUDA (the NCCL training step needs
-# medr1-train --device, not there yet).
+# parity sets, the gloo dist tests, a 1-GPU training step (medr1-train --device cuda: GRPO in bf16 with
+# gradient checkpointing, then SFT), a data-parallel NCCL run when there are >= 2 GPUs, and a bf16
+# inference run on CUDA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -36,9 +37,34 @@ ctest --test-dir build-gpu -L "unit|parity" --output-on-failure -j 8 || echo "[g
 for set in tests/data/qwen2vl-tiny tests/data/qwen2_5vl-tiny; do
   ./build-gpu/medr1-parity --set "$set" || echo "[gpu_check] parity failed: $set"
 done
-# 1-GPU NCCL training step: NOT YET POSSIBLE — medr1-train has no --device option yet (the trainer runs on CPU
-# with gloo; ProcessGroup already builds NCCL under MEDR1_CUDA). Until then, run the 2-rank gloo tests here.
 ctest --test-dir build-gpu -L dist --output-on-failure || echo "[gpu_check] dist tests failed"
+# Training on the GPU (medr1-train --device cuda): the tiny checkpoint + its tokenizer in a scratch folder,
+# 2 optimizer steps of 2 micro-batches each. One process on one GPU is a world of 1 (cuda:0; no process
+# group is made, collectives are no-ops, as in torch without init_process_group); under torchrun-style
+# ranks (--nproc-per-node N) "--device cuda" puts rank r on cuda:LOCAL_RANK and uses the NCCL backend.
+TINY="$(mktemp -d)/model"
+mkdir -p "$TINY"
+for f in config.json model.safetensors preprocessor_config.json generation_config.json tokenizer_config.json \
+         chat_template.json; do cp "tests/data/qwen2vl-tiny/$f" "$TINY/"; done
+cp tests/data/tokenizer/qwen2vl/tokenizer.json "$TINY/"
+chmod u+w "$TINY"/*
+TRAIN_ARGS=(--model_name_or_path "$TINY" --dataset_name data/demo/train_easy.json --dataset_root data/demo
+            --prompt_template nothink --max_steps 2 --save_steps 1000 --per_device_train_batch_size 1
+            --gradient_accumulation_steps 2 --num_generations 2 --max_completion_length 8 --max_pixels 3136
+            --min_pixels 3136 --learning_rate 1e-3 --logging_steps 1 --device cuda)
+./build-gpu/medr1-train "${TRAIN_ARGS[@]}" --algo grpo --bf16 --gradient_checkpointing \
+  --output_dir /tmp/medr1-gpu-train-grpo && tail -n 2 /tmp/medr1-gpu-train-grpo/metrics.jsonl \
+  || echo "[gpu_check] 1-GPU GRPO training step (bf16, gradient checkpointing) failed"
+./build-gpu/medr1-train "${TRAIN_ARGS[@]}" --algo sft --output_dir /tmp/medr1-gpu-train-sft \
+  && tail -n 2 /tmp/medr1-gpu-train-sft/metrics.jsonl || echo "[gpu_check] 1-GPU SFT training step failed"
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l || echo 0)
+if [ "$NGPU" -ge 2 ]; then
+  ./build-gpu/medr1-train --nproc-per-node 2 --master-port 29533 "${TRAIN_ARGS[@]}" --algo sft \
+    --output_dir /tmp/medr1-gpu-train-nccl && tail -n 2 /tmp/medr1-gpu-train-nccl/metrics.jsonl \
+    || echo "[gpu_check] 2-GPU NCCL training run failed"
+else
+  echo "[gpu_check] $NGPU GPU(s): skipping the 2-rank NCCL training run (NCCL refuses two ranks on one GPU)"
+fi
 ./build-gpu/medr1-infer --model tests/data/qwen2vl-tiny --tokenizer tests/data/tokenizer/qwen2vl \
   --input data/demo/test.json --dataset-root data/demo --output /tmp/medr1-gpu-infer.jsonl \
   --device cuda --dtype bf16 --max-new-tokens 16 || echo "[gpu_check] GPU inference failed"
