@@ -3,7 +3,11 @@
 // tests/data/images-real (real files, every decode path) and the pre_* cases of qwen2vl-tiny / qwen2_5vl-tiny.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <string>
+
 #include "medr1/core/error.h"
+#include "medr1/io/safetensors.h"
 #include "medr1/vision/image_processor.h"
 #include "vision_test_util.h"
 
@@ -27,7 +31,7 @@ const GoldenSet& golden_set(const std::string& name) {
   GoldenSet g;
   g.dir = data_dir() + "/" + name;
   g.cases = test::read_json(g.dir + "/goldens.json")["cases"];
-  g.tensors = test::read_safetensors(g.dir + "/goldens.safetensors");
+  g.tensors = io::load_safetensors(g.dir + "/goldens.safetensors");
   return cache.emplace(name, std::move(g)).first->second;
 }
 

@@ -1,14 +1,11 @@
-// Test helpers for test_vision: a minimal safetensors reader for the vendored goldens (kept local so the
-// vision tests do not depend on the io part) and comparison helpers that print max-abs and first mismatches.
+// Test helpers for test_vision: the vendored goldens' JSON and comparison helpers that print max-abs and first
+// mismatches (the goldens' tensors are read with io::load_safetensors).
 #pragma once
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include <cstdint>
-#include <cstring>
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -21,34 +18,6 @@ inline nlohmann::json read_json(const std::string& path) {
   std::ifstream f(path);
   EXPECT_TRUE(f.good()) << "cannot open " << path;
   return nlohmann::json::parse(f);
-}
-
-// All tensors of one safetensors file, copied into owned CPU tensors.
-inline std::map<std::string, at::Tensor> read_safetensors(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  EXPECT_TRUE(f.good()) << "cannot open " << path;
-  uint64_t n = 0;
-  f.read(reinterpret_cast<char*>(&n), 8);
-  std::string header(n, '\0');
-  f.read(header.data(), static_cast<std::streamsize>(n));
-  const auto j = nlohmann::json::parse(header);
-  const std::streamoff base = 8 + static_cast<std::streamoff>(n);
-  std::map<std::string, at::Tensor> out;
-  for (const auto& [name, info] : j.items()) {
-    if (name == "__metadata__") continue;
-    const std::string dt = info["dtype"];
-    at::ScalarType st = dt == "F32" ? at::kFloat : dt == "F64" ? at::kDouble : dt == "I64" ? at::kLong
-                        : dt == "U8" ? at::kByte : dt == "I32" ? at::kInt : at::kFloat;
-    EXPECT_TRUE(dt == "F32" || dt == "F64" || dt == "I64" || dt == "U8" || dt == "I32") << name << " " << dt;
-    std::vector<int64_t> shape = info["shape"].get<std::vector<int64_t>>();
-    const uint64_t b = info["data_offsets"][0], e = info["data_offsets"][1];
-    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(st));
-    EXPECT_EQ(static_cast<uint64_t>(t.nbytes()), e - b) << name;
-    f.seekg(base + static_cast<std::streamoff>(b));
-    f.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(e - b));
-    out[name] = t;
-  }
-  return out;
 }
 
 // max |a - b| over all elements (as double).
