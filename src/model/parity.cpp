@@ -53,6 +53,17 @@ struct SetCtx {
   }
 };
 
+// Marks `c` failed (error infinite, both shapes in the note) when the shapes differ; true then.
+bool shape_mismatch(const at::Tensor& ours, const at::Tensor& ref, TensorCheck& c) {
+  if (ours.sizes() == ref.sizes()) return false;
+  std::ostringstream os;
+  os << "shape " << ours.sizes() << " vs golden " << ref.sizes();
+  c.note = os.str();
+  c.pass = false;
+  c.error = INFINITY;
+  return true;
+}
+
 // Float comparison; `valid` (bool, broadcastable to leading dims) restricts it to positions with attention 1.
 TensorCheck cmp_float(const std::string& name, const at::Tensor& ours_in, const at::Tensor& ref_in, double tol,
                       bool relative, bool applies, const at::Tensor& valid = {}) {
@@ -62,14 +73,7 @@ TensorCheck cmp_float(const std::string& name, const at::Tensor& ours_in, const 
   c.relative = relative;
   c.applies = applies;
   at::Tensor ours = ours_in.detach().to(at::kCPU, at::kDouble), ref = ref_in.to(at::kCPU, at::kDouble);
-  if (ours.sizes() != ref.sizes()) {
-    std::ostringstream os;
-    os << "shape " << ours.sizes() << " vs golden " << ref.sizes();
-    c.note = os.str();
-    c.pass = false;
-    c.error = INFINITY;
-    return c;
-  }
+  if (shape_mismatch(ours, ref, c)) return c;
   if (valid.defined()) {
     at::Tensor m = valid.to(at::kCPU, at::kBool);
     while (m.dim() < ours.dim()) m = m.unsqueeze(-1);
@@ -101,14 +105,7 @@ TensorCheck cmp_exact(const std::string& name, const at::Tensor& ours_in, const 
   c.name = name;
   c.exact = true;
   at::Tensor ours = ours_in.detach().to(at::kCPU, at::kLong), ref = ref_in.to(at::kCPU, at::kLong);
-  if (ours.sizes() != ref.sizes()) {
-    std::ostringstream os;
-    os << "shape " << ours.sizes() << " vs golden " << ref.sizes();
-    c.note = os.str();
-    c.pass = false;
-    c.error = INFINITY;
-    return c;
-  }
+  if (shape_mismatch(ours, ref, c)) return c;
   c.error = static_cast<double>((ours != ref).sum().item<int64_t>());
   c.pass = c.error == 0;
   return c;
