@@ -9,6 +9,7 @@
 #include "medr1/core/error.h"
 #include "medr1/core/torch_compat.h"
 #include "medr1/model/checkpoint.h"
+#include "medr1/model/decode_attention.h"
 #include "medr1/model/streaming_linear.h"
 
 namespace medr1::model {
@@ -33,9 +34,11 @@ Qwen2MLPImpl::Qwen2MLPImpl(int64_t hidden, int64_t intermediate) {
 }
 
 at::Tensor Qwen2MLPImpl::forward(const at::Tensor& x) {
-  // medr1::model::linear: the weight-streaming kernel for decode steps, at::linear otherwise.
-  at::Tensor g = at::silu(medr1::model::linear(x, gate_proj->weight, gate_proj->bias));
-  at::Tensor h = g * medr1::model::linear(x, up_proj->weight, up_proj->bias);
+  // medr1::model::linear(_group): the weight-streaming kernel for decode steps (gate and up in one pass),
+  // at::linear otherwise.
+  std::vector<at::Tensor> gu =
+      linear_group(x, {gate_proj->weight, up_proj->weight}, {gate_proj->bias, up_proj->bias});
+  at::Tensor h = at::silu(gu[0]) * gu[1];
   return medr1::model::linear(h, down_proj->weight, down_proj->bias);
 }
 
@@ -52,6 +55,8 @@ Qwen2VLAttentionImpl::Qwen2VLAttentionImpl(const Qwen2VLConfig& cfg, int64_t lay
 }
 
 at::Tensor eager_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
+  // Decode steps (few query rows, inference): one fused kernel with the same arithmetic, GQA read in place.
+  if (decode_attention_applies(q, k, v, mask)) return decode_attention(q, k, v, mask);
   const int64_t B = k.size(0), Hkv = k.size(1), T = k.size(2), D = k.size(3);
   const int64_t H = q.size(1), G = H / Hkv;
   at::Tensor kk = k, vv = v;
@@ -73,15 +78,12 @@ at::Tensor eager_attention(const at::Tensor& q, const at::Tensor& k, const at::T
 at::Tensor Qwen2VLAttentionImpl::forward(const at::Tensor& x, const RopeCosSin& rope, const at::Tensor& mask,
                                          KVCache* cache) {
   const int64_t B = x.size(0), S = x.size(1);
-  at::Tensor q = medr1::model::linear(x, q_proj->weight, q_proj->bias)
-                     .view({B, S, n_heads_, head_dim_})
-                     .transpose(1, 2);  // [B, H, S, D]
-  at::Tensor k = medr1::model::linear(x, k_proj->weight, k_proj->bias)
-                     .view({B, S, n_kv_heads_, head_dim_})
-                     .transpose(1, 2);  // [B, Hkv, S, D]
-  at::Tensor v = medr1::model::linear(x, v_proj->weight, v_proj->bias)
-                     .view({B, S, n_kv_heads_, head_dim_})
-                     .transpose(1, 2);  // [B, Hkv, S, D]
+  // q, k and v in one pass of the weight-streaming kernel on decode steps (at::linear otherwise).
+  std::vector<at::Tensor> qkv = linear_group(x, {q_proj->weight, k_proj->weight, v_proj->weight},
+                                             {q_proj->bias, k_proj->bias, v_proj->bias});
+  at::Tensor q = qkv[0].view({B, S, n_heads_, head_dim_}).transpose(1, 2);     // [B, H, S, D]
+  at::Tensor k = qkv[1].view({B, S, n_kv_heads_, head_dim_}).transpose(1, 2);  // [B, Hkv, S, D]
+  at::Tensor v = qkv[2].view({B, S, n_kv_heads_, head_dim_}).transpose(1, 2);  // [B, Hkv, S, D]
   q = apply_multimodal_rotary_pos_emb(q, rope);
   k = apply_multimodal_rotary_pos_emb(k, rope);
   if (cache) std::tie(k, v) = cache->update(layer_idx_, k, v);  // [B, Hkv, T, D]

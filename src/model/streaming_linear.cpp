@@ -12,7 +12,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
+
+#include "medr1/core/error.h"
 
 namespace medr1::model {
 namespace {
@@ -109,54 +112,95 @@ __attribute__((target("avx2,fma"))) void dot_rows4_m1(const WT* w, const float* 
     for (int64_t kk = k; kk < K; ++kk) out[i] += widen(w[i * K + kk]) * x[kk];
 }
 
+// Rows [n0, n1) of y = x W^T + b (M rows of x, N rows of W).
 template <typename WT, typename OT>
-void run(const float* x, const WT* w, const float* bias, int64_t M, int64_t K, int64_t N, OT* y) {
-  // ~64 KiB of weights per task at least, so thread start-up stays small against the streaming.
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, K * int64_t(sizeof(WT))));
-  at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
-    float r[8];
-    int64_t n = n0;
-    if (M == 1) {
-      for (; n + 4 <= n1; n += 4) {
-        dot_rows4_m1(w + n * K, x, K, r);
-        for (int i = 0; i < 4; ++i) y[n + i] = static_cast<OT>(r[i] + (bias ? bias[n + i] : 0.f));
-      }
+void rows(const float* x, const WT* w, const float* bias, int64_t M, int64_t K, int64_t N, OT* y, int64_t n0,
+          int64_t n1) {
+  float r[8];
+  int64_t n = n0;
+  if (M == 1) {
+    for (; n + 4 <= n1; n += 4) {
+      dot_rows4_m1(w + n * K, x, K, r);
+      for (int i = 0; i < 4; ++i) y[n + i] = static_cast<OT>(r[i] + (bias ? bias[n + i] : 0.f));
     }
-    if (M >= 4) {
-      for (; n + 2 <= n1; n += 2) {  // pairs of weight rows: the 4-row x blocks take the 2x4 tile
-        const WT* wr = w + n * K;
-        const float b0 = bias ? bias[n] : 0.f, b1 = bias ? bias[n + 1] : 0.f;
-        int64_t m = 0;
-        for (; m + 4 <= M; m += 4) {
-          dot_tile_2x4(wr, x + m * K, K, r);
-          for (int j = 0; j < 4; ++j) {
-            y[(m + j) * N + n] = static_cast<OT>(r[j] + b0);
-            y[(m + j) * N + n + 1] = static_cast<OT>(r[4 + j] + b1);
-          }
-        }
-        for (int i = 0; i < 2; ++i) {
-          const float b = i ? b1 : b0;
-          for (int64_t mm = m; mm < M; ++mm) {
-            dot_block<1>(wr + i * K, x + mm * K, K, r);
-            y[mm * N + n + i] = static_cast<OT>(r[0] + b);
-          }
-        }
-      }
-    }
-    for (; n < n1; ++n) {
+  }
+  if (M >= 4) {
+    for (; n + 2 <= n1; n += 2) {  // pairs of weight rows: the 4-row x blocks take the 2x4 tile
       const WT* wr = w + n * K;
-      const float b = bias ? bias[n] : 0.f;
+      const float b0 = bias ? bias[n] : 0.f, b1 = bias ? bias[n + 1] : 0.f;
       int64_t m = 0;
       for (; m + 4 <= M; m += 4) {
-        dot_block<4>(wr, x + m * K, K, r);
-        for (int j = 0; j < 4; ++j) y[(m + j) * N + n] = static_cast<OT>(r[j] + b);
+        dot_tile_2x4(wr, x + m * K, K, r);
+        for (int j = 0; j < 4; ++j) {
+          y[(m + j) * N + n] = static_cast<OT>(r[j] + b0);
+          y[(m + j) * N + n + 1] = static_cast<OT>(r[4 + j] + b1);
+        }
       }
-      const int64_t rest = M - m;
-      if (rest == 3) dot_block<3>(wr, x + m * K, K, r);
-      if (rest == 2) dot_block<2>(wr, x + m * K, K, r);
-      if (rest == 1) dot_block<1>(wr, x + m * K, K, r);
-      for (int64_t j = 0; j < rest; ++j) y[(m + j) * N + n] = static_cast<OT>(r[j] + b);
+      for (int i = 0; i < 2; ++i) {
+        const float b = i ? b1 : b0;
+        for (int64_t mm = m; mm < M; ++mm) {
+          dot_block<1>(wr + i * K, x + mm * K, K, r);
+          y[mm * N + n + i] = static_cast<OT>(r[0] + b);
+        }
+      }
     }
+  }
+  for (; n < n1; ++n) {
+    const WT* wr = w + n * K;
+    const float b = bias ? bias[n] : 0.f;
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4) {
+      dot_block<4>(wr, x + m * K, K, r);
+      for (int j = 0; j < 4; ++j) y[(m + j) * N + n] = static_cast<OT>(r[j] + b);
+    }
+    const int64_t rest = M - m;
+    if (rest == 3) dot_block<3>(wr, x + m * K, K, r);
+    if (rest == 2) dot_block<2>(wr, x + m * K, K, r);
+    if (rest == 1) dot_block<1>(wr, x + m * K, K, r);
+    for (int64_t j = 0; j < rest; ++j) y[(m + j) * N + n] = static_cast<OT>(r[j] + b);
+  }
+}
+
+// One linear of a group sharing the input x [M, K].
+template <typename WT, typename OT>
+struct Job {
+  const WT* w;
+  const float* bias;  // fp32 copy or nullptr
+  int64_t N;
+  OT* y;
+};
+
+// All jobs in one parallel region, split into chunks of >= ~256 KiB of weights (a multiple of 4 rows) that the
+// threads take from a shared counter: a thread the scheduler starts late (a loaded machine) then finds less or no
+// work left instead of holding everyone at the barrier with its fixed half, and q/k/v or gate/up pay one wake-up.
+template <typename WT, typename OT>
+void run(const float* x, int64_t M, int64_t K, const std::vector<Job<WT, OT>>& jobs) {
+  const int64_t row_bytes = K * static_cast<int64_t>(sizeof(WT));
+  const int64_t chunk = std::max<int64_t>(4, ((int64_t{1} << 18) / std::max<int64_t>(1, row_bytes) + 3) / 4 * 4);
+  struct Chunk {
+    size_t job;
+    int64_t n0, n1;
+  };
+  std::vector<Chunk> chunks;
+  int64_t total_bytes = 0;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    total_bytes += jobs[j].N * row_bytes;
+    for (int64_t n = 0; n < jobs[j].N; n += chunk) chunks.push_back({j, n, std::min(jobs[j].N, n + chunk)});
+  }
+  const auto work = [&](const Chunk& c) {
+    const auto& jb = jobs[c.job];
+    rows(x, jb.w, jb.bias, M, K, jb.N, jb.y, c.n0, c.n1);
+  };
+  const int64_t n_chunks = static_cast<int64_t>(chunks.size());
+  // Below ~128 KiB of weights a second thread costs more than it saves.
+  const int64_t n_threads = total_bytes < (int64_t{1} << 17) ? 1 : std::min<int64_t>(at::get_num_threads(), n_chunks);
+  if (n_threads <= 1 || at::in_parallel_region()) {
+    for (const auto& c : chunks) work(c);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, n_threads, 1, [&](int64_t, int64_t) {
+    for (int64_t i = next.fetch_add(1); i < n_chunks; i = next.fetch_add(1)) work(chunks[static_cast<size_t>(i)]);
   });
 }
 
@@ -179,23 +223,52 @@ bool streaming_linear_applies(const at::Tensor& x, const at::Tensor& weight, con
   return M >= 1 && K > 0 && M <= (dt == at::kFloat ? kStreamingLinearMaxRowsFp32 : kStreamingLinearMaxRowsBf16);
 }
 
-at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  if (!streaming_linear_applies(x, weight, bias)) {
-    return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
+std::vector<at::Tensor> linear_group(const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                                     const std::vector<at::Tensor>& biases) {
+  MEDR1_CHECK(biases.empty() || biases.size() == weights.size(), "linear_group: ", weights.size(), " weights but ",
+              biases.size(), " biases");
+  const auto bias_of = [&](size_t i) { return biases.empty() ? at::Tensor() : biases[i]; };
+  bool all = !weights.empty();
+  for (size_t i = 0; i < weights.size() && all; ++i) {
+    all = streaming_linear_applies(x, weights[i], bias_of(i)) && weights[i].size(1) == weights[0].size(1) &&
+          weights[i].scalar_type() == weights[0].scalar_type();
   }
-  const int64_t N = weight.size(0), K = weight.size(1), M = x.numel() / K;
-  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = N;
-  at::Tensor y = at::empty(out_shape, x.options());
+  std::vector<at::Tensor> out;
+  if (!all) {
+    for (size_t i = 0; i < weights.size(); ++i) {
+      const at::Tensor b = bias_of(i);
+      out.push_back(b.defined() ? at::linear(x, weights[i], b) : at::linear(x, weights[i]));
+    }
+    return out;
+  }
+  const int64_t K = weights[0].size(1), M = x.numel() / K;
   at::Tensor xf = x.reshape({M, K}).to(at::kFloat).contiguous();  // exact for bf16
-  at::Tensor bf = bias.defined() ? bias.to(at::kFloat).contiguous() : at::Tensor();
-  const float* bp = bf.defined() ? bf.data_ptr<float>() : nullptr;
-  if (weight.scalar_type() == at::kFloat) {
-    run(xf.data_ptr<float>(), weight.data_ptr<float>(), bp, M, K, N, y.data_ptr<float>());
-  } else {
-    run(xf.data_ptr<float>(), weight.data_ptr<c10::BFloat16>(), bp, M, K, N, y.data_ptr<c10::BFloat16>());
+  std::vector<at::Tensor> bf(weights.size());
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const at::Tensor b = bias_of(i);
+    if (b.defined()) bf[i] = b.to(at::kFloat).contiguous();
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = weights[i].size(0);
+    out.push_back(at::empty(shape, x.options()));
   }
-  return y;
+  const auto bias_ptr = [&](size_t i) { return bf[i].defined() ? bf[i].data_ptr<float>() : nullptr; };
+  if (weights[0].scalar_type() == at::kFloat) {
+    std::vector<Job<float, float>> jobs;
+    for (size_t i = 0; i < weights.size(); ++i)
+      jobs.push_back({weights[i].data_ptr<float>(), bias_ptr(i), weights[i].size(0), out[i].data_ptr<float>()});
+    run(xf.data_ptr<float>(), M, K, jobs);
+  } else {
+    std::vector<Job<c10::BFloat16, c10::BFloat16>> jobs;
+    for (size_t i = 0; i < weights.size(); ++i)
+      jobs.push_back({weights[i].data_ptr<c10::BFloat16>(), bias_ptr(i), weights[i].size(0),
+                      out[i].data_ptr<c10::BFloat16>()});
+    run(xf.data_ptr<float>(), M, K, jobs);
+  }
+  return out;
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  return std::move(linear_group(x, {weight}, {bias})[0]);
 }
 
 }  // namespace medr1::model

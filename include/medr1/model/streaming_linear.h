@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace medr1::model {
 
@@ -18,6 +19,12 @@ inline constexpr int64_t kStreamingLinearMaxRowsBf16 = 4;
 
 // x [..., K], weight [N, K], bias [N] or undefined -> [..., N] in x's dtype.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = at::Tensor());
+
+// linear() of one input with several weights (q/k/v, gate/up) in a single parallel pass: out[i] = x W_i^T + b_i,
+// bit-identical to separate linear() calls. biases: empty or one per weight (undefined = none). Weights that do
+// not all take the kernel (or differ in K or dtype) go to at::linear one by one.
+std::vector<at::Tensor> linear_group(const at::Tensor& x, const std::vector<at::Tensor>& weights,
+                                     const std::vector<at::Tensor>& biases = {});
 
 // True when linear() would take the streaming kernel for these arguments (tests, benchmarks).
 bool streaming_linear_applies(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);

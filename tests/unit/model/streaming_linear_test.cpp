@@ -5,6 +5,7 @@
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
+#include "medr1/core/error.h"
 #include "medr1/model/streaming_linear.h"
 
 namespace {
@@ -61,6 +62,52 @@ TEST(StreamingLinear, FallsBackForAutogradAndManyRows) {
   EXPECT_FALSE(medr1::model::streaming_linear_applies(at::randn({64, 32}), w.detach(), at::Tensor()));
   EXPECT_FALSE(medr1::model::streaming_linear_applies(at::randn({1, 32}).to(at::kDouble),
                                                       w.detach().to(at::kDouble), at::Tensor()));
+}
+
+TEST(StreamingLinear, ManyChunksAndThreadsCoverEveryRow) {
+  at::NoGradGuard ng;
+  at::manual_seed(6);
+  // K = 64 fp32 rows are 256 B: chunks of 1024 rows, so N = 2501 is three chunks with a ragged last one.
+  at::Tensor w = at::randn({2501, 64}), b = at::randn({2501});
+  for (int64_t M : {1, 5}) {
+    at::Tensor x = at::randn({M, 64});
+    at::Tensor y = medr1::model::linear(x, w, b);
+    EXPECT_LT((y.to(at::kDouble) - ref64(x, w, b)).abs().max().item<double>(), 2e-4) << M;
+  }
+  at::Tensor wb = w.to(at::kBFloat16), xb = at::randn({2, 64}).to(at::kBFloat16);
+  at::Tensor r = ref64(xb, wb, at::Tensor());
+  at::Tensor err = (medr1::model::linear(xb, wb).to(at::kDouble) - r).abs() - r.abs() * (1.0 / 256) - 1e-4;
+  EXPECT_LE(err.max().item<double>(), 0.0);
+}
+
+TEST(StreamingLinear, GroupEqualsSeparateCallsBitForBit) {
+  at::NoGradGuard ng;
+  at::manual_seed(7);
+  for (auto dt : {at::kFloat, at::kBFloat16}) {
+    // q/k/v-like: different N, a bias on some only.
+    std::vector<at::Tensor> ws{at::randn({1031, 72}).to(dt), at::randn({13, 72}).to(dt), at::randn({4, 72}).to(dt)};
+    std::vector<at::Tensor> bs{at::randn({1031}).to(dt), at::Tensor(), at::randn({4}).to(dt)};
+    for (int64_t M : {1, 3}) {
+      at::Tensor x = at::randn({1, M, 72}).to(dt);
+      std::vector<at::Tensor> g = medr1::model::linear_group(x, ws, bs);
+      ASSERT_EQ(g.size(), 3u);
+      for (size_t i = 0; i < 3; ++i) {
+        EXPECT_EQ(g[i].sizes(), (std::vector<int64_t>{1, M, ws[i].size(0)}));
+        EXPECT_TRUE(at::equal(g[i], medr1::model::linear(x, ws[i], bs[i]))) << i << " " << M;
+      }
+      at::Tensor r = ref64(x, ws[0], bs[0]);
+      EXPECT_LT((g[0].to(at::kDouble) - r).abs().max().item<double>(), dt == at::kFloat ? 2e-4 : 0.1);
+    }
+  }
+  // No biases given; many rows (a prefill) go to at::linear one by one.
+  at::Tensor x = at::randn({2, 16});
+  std::vector<at::Tensor> ws{at::randn({8, 16}), at::randn({5, 16})};
+  std::vector<at::Tensor> g = medr1::model::linear_group(x, ws);
+  EXPECT_TRUE(at::allclose(g[1], at::linear(x, ws[1]), 1e-5, 1e-5));
+  at::Tensor xm = at::randn({40, 16});
+  std::vector<at::Tensor> gm = medr1::model::linear_group(xm, ws);
+  EXPECT_TRUE(at::equal(gm[0], at::linear(xm, ws[0])));
+  EXPECT_THROW(medr1::model::linear_group(x, ws, {at::Tensor()}), medr1::Error);
 }
 
 }  // namespace

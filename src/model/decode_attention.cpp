@@ -1,0 +1,168 @@
+// Fused decode-step attention (see decode_attention.h). One task per (batch row, kv head): the G query heads that
+// share the kv head read its cached keys and values in place. Per query head: scores = q.k in float32 (AVX2 FMA),
+// then the eager path's elementwise steps in its order and dtype (/ sqrt(D), + mask, float32 softmax, cast),
+// then out = sum_t p_t v_t accumulated in float32 and rounded once to the activations' dtype.
+#include "medr1/model/decode_attention.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/util/BFloat16.h>
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace medr1::model {
+namespace {
+
+bool cpu_has_avx2_fma() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+
+__attribute__((target("avx2,fma"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+__attribute__((target("avx2,fma"))) inline __m256 load8(const c10::BFloat16* p) {
+  // bf16 is the top half of an fp32: zero-extend to 32 bits and shift, exact.
+  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+inline float to_f(float v) { return v; }
+inline float to_f(c10::BFloat16 v) { return static_cast<float>(v); }
+// Rounds to the activations' dtype and back (identity for float32).
+inline float round_to(float v, float) { return v; }
+inline float round_to(float v, c10::BFloat16) { return static_cast<float>(c10::BFloat16(v)); }
+
+struct Strides {
+  int64_t b, h, s;  // element strides of dims 0..2 (dim 3 is unit)
+};
+
+// One (batch row, kv head): G query heads x S positions against T keys. D % 8 == 0.
+template <typename T>
+__attribute__((target("avx2,fma"))) void attend_group(const T* q, Strides qs, const T* k, int64_t kt, const T* v,
+                                                      int64_t vt, const T* mask, int64_t G, int64_t S, int64_t Tk,
+                                                      int64_t D, float divisor, T* out, Strides os, float* scores,
+                                                      float* acc) {
+  for (int64_t j = 0; j < G; ++j) {
+    for (int64_t s = 0; s < S; ++s) {
+      const T* qp = q + j * qs.h + s * qs.s;
+      const T* mrow = mask ? mask + s * Tk : nullptr;
+      // scores: matmul (fp32 accumulation, rounded to the dtype), / sqrt(D), + mask, each rounded like eager.
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t t = 0; t < Tk; ++t) {
+        const T* kp = k + t * kt;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        int64_t d = 0;
+        for (; d + 16 <= D; d += 16) {
+          a0 = _mm256_fmadd_ps(load8(qp + d), load8(kp + d), a0);
+          a1 = _mm256_fmadd_ps(load8(qp + d + 8), load8(kp + d + 8), a1);
+        }
+        if (d < D) a0 = _mm256_fmadd_ps(load8(qp + d), load8(kp + d), a0);
+        float sc = round_to(hsum(_mm256_add_ps(a0, a1)), T{});
+        sc = round_to(sc / divisor, T{});
+        if (mrow) sc = round_to(sc + to_f(mrow[t]), T{});
+        scores[t] = sc;
+        mx = std::max(mx, sc);
+      }
+      // float32 softmax over the keys (all-masked rows still hold finite finfo.min values, as in eager).
+      float sum = 0.f;
+      for (int64_t t = 0; t < Tk; ++t) {
+        scores[t] = std::exp(scores[t] - mx);
+        sum += scores[t];
+      }
+      const float inv = 1.f / sum;
+      for (int64_t t = 0; t < Tk; ++t) scores[t] = round_to(scores[t] * inv, T{});
+      // out = p v, fp32 accumulation over the keys.
+      std::fill(acc, acc + D, 0.f);
+      for (int64_t t = 0; t < Tk; ++t) {
+        const float p = scores[t];
+        if (p == 0.f) continue;  // masked keys: exp underflowed to exactly 0
+        const __m256 pv = _mm256_set1_ps(p);
+        const T* vp = v + t * vt;
+        for (int64_t d = 0; d < D; d += 8)
+          _mm256_storeu_ps(acc + d, _mm256_fmadd_ps(pv, load8(vp + d), _mm256_loadu_ps(acc + d)));
+      }
+      T* op = out + j * os.h + s * os.s;
+      for (int64_t d = 0; d < D; ++d) op[d] = static_cast<T>(acc[d]);
+    }
+  }
+}
+
+template <typename T>
+void run(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask, at::Tensor& out) {
+  const int64_t B = q.size(0), H = q.size(1), S = q.size(2), D = q.size(3);
+  const int64_t Hkv = k.size(1), Tk = k.size(2), G = H / Hkv;
+  const Strides qs{q.stride(0), q.stride(1), q.stride(2)};
+  const Strides os{out.stride(0), out.stride(1), out.stride(2)};
+  const T* qp = q.data_ptr<T>();
+  const T* kp = k.data_ptr<T>();
+  const T* vp = v.data_ptr<T>();
+  const T* mp = mask.defined() ? mask.data_ptr<T>() : nullptr;
+  T* optr = out.data_ptr<T>();
+  // HF divides by math.sqrt(D), a Python float: LibTorch 1.13 casts it to the tensor's dtype first.
+  const float divisor = round_to(static_cast<float>(std::sqrt(static_cast<double>(D))), T{});
+  // Small problems stay on the calling thread: waking the pool costs more than ~1e5 FMAs.
+  const int64_t work = G * S * Tk * D * 2;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, work));
+  at::parallel_for(0, B * Hkv, grain, [&](int64_t i0, int64_t i1) {
+    std::vector<float> scores(static_cast<size_t>(Tk)), acc(static_cast<size_t>(D));
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t b = i / Hkv, g = i % Hkv;
+      attend_group<T>(qp + b * qs.b + g * G * qs.h, qs, kp + b * k.stride(0) + g * k.stride(1), k.stride(2),
+                      vp + b * v.stride(0) + g * v.stride(1), v.stride(2), mp ? mp + b * S * Tk : nullptr, G, S, Tk,
+                      D, divisor, optr + b * os.b + g * G * os.h, os, scores.data(), acc.data());
+    }
+  });
+}
+
+}  // namespace
+
+bool decode_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
+  if (!q.defined() || !k.defined() || !v.defined() || q.dim() != 4 || k.dim() != 4 || v.dim() != 4) return false;
+  if (!cpu_has_avx2_fma() || !q.device().is_cpu() || !k.device().is_cpu() || !v.device().is_cpu()) return false;
+  if (at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad())) return false;
+  const auto dt = q.scalar_type();
+  if ((dt != at::kFloat && dt != at::kBFloat16) || k.scalar_type() != dt || v.scalar_type() != dt) return false;
+  const int64_t B = q.size(0), H = q.size(1), S = q.size(2), D = q.size(3);
+  if (S < 1 || S > kDecodeAttentionMaxQuery || D % 8 != 0 || D == 0) return false;
+  if (k.size(0) != B || v.size(0) != B || k.size(1) < 1 || H % k.size(1) != 0 || v.size(1) != k.size(1) ||
+      k.size(3) != D || v.size(3) != D || v.size(2) != k.size(2) || k.size(2) < 1)
+    return false;
+  if (q.stride(3) != 1 || k.stride(3) != 1 || v.stride(3) != 1) return false;
+  if (mask.defined()) {
+    if (!mask.device().is_cpu() || mask.scalar_type() != dt || mask.dim() != 4) return false;
+    if (mask.requires_grad() && at::GradMode::is_enabled()) return false;
+    // Broadcastable to [B, 1, S, T] (the head dim must be 1: one mask for all heads).
+    const int64_t want[4] = {B, 1, S, k.size(2)};
+    for (int i = 0; i < 4; ++i)
+      if (mask.size(i) != want[i] && mask.size(i) != 1) return false;
+    if (mask.size(1) != 1) return false;
+  }
+  return true;
+}
+
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
+  const int64_t B = q.size(0), H = q.size(1), S = q.size(2), D = q.size(3), Tk = k.size(2);
+  // [B, S, H, D] storage, returned as a [B, H, S, D] view: the caller's transpose(1, 2).reshape is then free.
+  at::Tensor out = at::empty({B, S, H, D}, q.options()).transpose(1, 2);
+  at::Tensor m = mask.defined() ? mask.expand({B, 1, S, Tk}).contiguous() : at::Tensor();
+  if (q.scalar_type() == at::kFloat) {
+    run<float>(q, k, v, m, out);
+  } else {
+    run<c10::BFloat16>(q, k, v, m, out);
+  }
+  return out;
+}
+
+}  // namespace medr1::model
