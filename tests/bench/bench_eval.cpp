@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "ceilings.h"
 #include "medr1/data/prompts.h"
 #include "medr1/eval/attacks.h"
 #include "medr1/eval/evaluate.h"
@@ -41,15 +42,7 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines show up even if the run is cut short
   if (threads > 0) at::set_num_threads(threads);
 
-  nlohmann::json j = {
-      {"model_type", "qwen2_vl"}, {"vocab_size", 151936}, {"hidden_size", 1536}, {"intermediate_size", 8960},
-      {"num_hidden_layers", layers}, {"num_attention_heads", 12}, {"num_key_value_heads", 2},
-      {"rms_norm_eps", 1e-6}, {"rope_theta", 1000000.0}, {"tie_word_embeddings", true},
-      {"rope_scaling", {{"type", "mrope"}, {"mrope_section", {16, 24, 24}}}},
-      {"vision_config", {{"depth", vdepth}, {"embed_dim", 1280}, {"hidden_size", 1536}, {"num_heads", 16},
-                         {"mlp_ratio", 4}, {"in_chans", 3}, {"spatial_merge_size", 2}, {"patch_size", 14},
-                         {"temporal_patch_size", 2}}}};
-  const auto cfg = medr1::model::parse_qwen2_vl_config(j, "bench-2b");
+  const auto cfg = medr1::bench::qwen2_vl_2b_config(layers, vdepth);
   at::manual_seed(0);
   medr1::model::Qwen2VLForConditionalGeneration model(cfg);
   model->eval();

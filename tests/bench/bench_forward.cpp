@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "ceilings.h"
 #include "medr1/model/qwen2_vl.h"
 
 namespace {
@@ -31,20 +32,6 @@ double forward_flops(const medr1::model::Qwen2VLConfig& c, int64_t depth, int64_
   return vis + llm;
 }
 
-double matmul_flops_per_s(int64_t m, int64_t k, int64_t n, at::ScalarType dt) {
-  at::Tensor a = at::randn({m, k}).to(dt), b = at::randn({k, n}).to(dt);
-  (void)at::matmul(a, b);
-  int reps = 0;
-  auto t0 = Clock::now();
-  double el = 0;
-  do {
-    (void)at::matmul(a, b);
-    ++reps;
-    el = secs(t0, Clock::now());
-  } while (el < 1.0);
-  return 2.0 * m * k * n * reps / el;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -62,15 +49,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) at::set_num_threads(threads);
 
-  nlohmann::json j = {
-      {"model_type", "qwen2_vl"}, {"vocab_size", 151936}, {"hidden_size", 1536}, {"intermediate_size", 8960},
-      {"num_hidden_layers", layers}, {"num_attention_heads", 12}, {"num_key_value_heads", 2},
-      {"rms_norm_eps", 1e-6}, {"rope_theta", 1000000.0}, {"tie_word_embeddings", true},
-      {"rope_scaling", {{"type", "mrope"}, {"mrope_section", {16, 24, 24}}}},
-      {"vision_config", {{"depth", vdepth}, {"embed_dim", 1280}, {"hidden_size", 1536}, {"num_heads", 16},
-                         {"mlp_ratio", 4}, {"in_chans", 3}, {"spatial_merge_size", 2}, {"patch_size", 14},
-                         {"temporal_patch_size", 2}}}};
-  auto cfg = medr1::model::parse_qwen2_vl_config(j, "bench-2b");
+  auto cfg = medr1::bench::qwen2_vl_2b_config(layers, vdepth);
   const int64_t side = ((image_px + 14) / 28) * 28, g = side / 14, P = g * g, n_img = P / 4;
   std::vector<int64_t> ids;
   for (int64_t i = 0; i < text_tokens / 2; ++i) ids.push_back(1000 + i);
@@ -105,7 +84,7 @@ int main(int argc, char** argv) {
       (void)model->forward(in);
       best = std::min(best, secs(t0, Clock::now()));
     }
-    const double ceiling = matmul_flops_per_s(S, cfg.hidden_size, cfg.intermediate_size, dt);
+    const double ceiling = medr1::bench::matmul_flops_per_s(S, cfg.hidden_size, cfg.intermediate_size, dt);
     std::printf("%s: forward %.3f s -> %.2f GFLOP/s achieved; matmul [%lld x %lld x %lld] %.2f GFLOP/s; ratio %.2f\n",
                 dname.c_str(), best, flops / best / 1e9, static_cast<long long>(S),
                 static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.intermediate_size), ceiling / 1e9,

@@ -8,43 +8,11 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 
+#include "ceilings.h"
 #include "medr1/generate/generate.h"
 #include "medr1/model/qwen2_vl.h"
-
-namespace {
-
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
-
-// Read bandwidth: repeated sums over a buffer far larger than the caches (bytes/s).
-double read_bandwidth(int64_t bytes) {
-  at::Tensor buf = at::ones({bytes / 4}, at::kFloat);
-  (void)buf.sum();
-  int reps = 0;
-  auto t0 = Clock::now();
-  do {
-    (void)buf.sum().item<float>();
-    ++reps;
-  } while (since(t0) < 1.0);
-  return static_cast<double>(bytes) * reps / since(t0);
-}
-
-double matmul_flops_per_s(int64_t m, int64_t k, int64_t n, at::ScalarType dt) {
-  at::Tensor a = at::randn({m, k}).to(dt), b = at::randn({k, n}).to(dt);
-  (void)at::matmul(a, b);
-  int reps = 0;
-  auto t0 = Clock::now();
-  do {
-    (void)at::matmul(a, b);
-    ++reps;
-  } while (since(t0) < 1.0);
-  return 2.0 * static_cast<double>(m * k * n) * reps / since(t0);
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"medr1-bench-generate: prefill and decode tokens/s vs measured ceilings"};
@@ -61,15 +29,7 @@ int main(int argc, char** argv) {
   if (threads > 0) at::set_num_threads(threads);
   const at::ScalarType dt = dtype == "bf16" ? at::kBFloat16 : at::kFloat;
 
-  nlohmann::json j = {
-      {"model_type", "qwen2_vl"}, {"vocab_size", 151936}, {"hidden_size", 1536}, {"intermediate_size", 8960},
-      {"num_hidden_layers", layers}, {"num_attention_heads", 12}, {"num_key_value_heads", 2},
-      {"rms_norm_eps", 1e-6}, {"rope_theta", 1000000.0}, {"tie_word_embeddings", true},
-      {"rope_scaling", {{"type", "mrope"}, {"mrope_section", {16, 24, 24}}}},
-      {"vision_config", {{"depth", vdepth}, {"embed_dim", 1280}, {"hidden_size", 1536}, {"num_heads", 16},
-                         {"mlp_ratio", 4}, {"in_chans", 3}, {"spatial_merge_size", 2}, {"patch_size", 14},
-                         {"temporal_patch_size", 2}}}};
-  const auto cfg = medr1::model::parse_qwen2_vl_config(j, "bench-2b");
+  const auto cfg = medr1::bench::qwen2_vl_2b_config(layers, vdepth);
   const int64_t g = (384 + 14) / 28 * 2, P = g * g, n_img = P / 4;  // smart_resize 384 -> 392: 28x28 patches, 196 tokens
   std::vector<int64_t> ids{151644};
   for (int64_t i = 0; i < text_tokens / 2; ++i) ids.push_back(1000 + 7 * i);
@@ -109,13 +69,13 @@ int main(int argc, char** argv) {
     if (p.key().find("embed_tokens") == std::string::npos) text_params += static_cast<double>(p.value().numel());
   }
   for (const auto& p : model->visual->parameters()) vis_params += static_cast<double>(p.numel());
-  const double bw = read_bandwidth(int64_t{512} << 20);
+  const double bw = medr1::bench::read_bandwidth(int64_t{512} << 20);
   const double decode_bound = static_cast<double>(batch) * bw / weight_bytes;
   // Prefill ceiling: 2 FLOP per weight per token (decoder) and per patch (vision), at the matmul rate.
   const double prefill_flops = 2.0 * text_params * static_cast<double>(batch * S) +
                                2.0 * vis_params * static_cast<double>(batch * P) +
                                2.0 * static_cast<double>(cfg.vocab_size * cfg.hidden_size * batch);
-  const double mm = matmul_flops_per_s(std::min<int64_t>(batch * S, 2048), cfg.hidden_size, cfg.intermediate_size, dt);
+  const double mm = medr1::bench::matmul_flops_per_s(std::min<int64_t>(batch * S, 2048), cfg.hidden_size, cfg.intermediate_size, dt);
   const double prefill_flops_s = prefill_flops / t_prefill;
   std::printf(
       "{\"batch\": %lld, \"dtype\": \"%s\", \"layers\": %lld, \"vision_depth\": %lld, \"threads\": %d, "
