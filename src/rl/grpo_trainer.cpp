@@ -245,6 +245,13 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
     }
     load_trainer_state(*dir, st, *opt, master);
     restore_rng(st, mt);
+    const int64_t n_records = static_cast<int64_t>(records.size());
+    if (st.world_size != world && st.sampler.position >= (n_records + st.world_size - 1) / st.world_size) {
+      // The checkpoint ended an epoch (its last, possibly short, step): the next step starts the next epoch
+      // whatever the world size (its padded shard length need not fit the new one).
+      st.sampler.epoch += 1;
+      st.sampler.position = 0;
+    }
     if (st.world_size != world) {
       // Same global batch, other world size: the prompts consumed this epoch are the first
       // position * world_size of the shared permutation, so the per-rank position scales.

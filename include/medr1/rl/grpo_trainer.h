@@ -45,6 +45,13 @@ struct TrainResult {
 // process with GA x W micro-steps over the same prompts (rollout seeds depend on the dataset index). A lost
 // peer throws medr1::Error("dist: ...") from the next collective. Resume may change the world size when
 // the prompts consumed in the epoch divide by the new one.
+// Device (cfg.device): cpu, cuda (= cuda:LOCAL_RANK; NCCL when data-parallel) or cuda:N; throws
+// "device cuda: LibTorch was built without CUDA ..." when CUDA is unavailable. gradient_checkpointing
+// recomputes the policy's decoder layers / vision blocks in backward (model/checkpoint.h).
+// Epochs follow the HF Trainer with dataloader_drop_last False: the last micro-batch of an epoch may hold fewer
+// than per_device_train_batch_size prompts and the epoch's last optimizer step fewer than GA micro-batches
+// (loss still divided by GA, as HF's training_step); a step never spans two epochs. GRPO with num_iterations
+// > 1 generates once every num_iterations steps and reuses the completions and old log-probs (TRL).
 TrainResult train(const GRPOConfig& cfg, const TrainerHooks& hooks = {});
 
 }  // namespace medr1::rl
