@@ -9,10 +9,14 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <limits>
+#include <tuple>
+#include <utility>
 
 #include "medr1/core/error.h"
 #include "medr1/model/kv_cache.h"
@@ -135,6 +139,52 @@ at::Tensor select_next_tokens(const at::Tensor& processed_scores, bool do_sample
   return at::multinomial(probs, 1, /*replacement=*/false, gen).squeeze(1).to(processed_scores.device());
 }
 
+namespace {
+
+// Greedy step with no logits processor in play: per row the first index of the largest raw logit (what argmax of
+// the unprocessed float32 scores gives, NaN counting as largest) and its log-softmax, -log(sum exp(x - max)), in
+// one pass over the row in the logits' own dtype. The general path spends four full-vocabulary passes (float32
+// copy, clone, argmax, log_softmax) on this, each big enough to wake the intra-op pool, which on a loaded
+// machine costs more than the pass itself.
+template <typename T>
+void greedy_rows(const T* logits, int64_t n, int64_t V, int64_t* next, float* logprob) {
+  at::parallel_for(0, n, 4, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* x = logits + r * V;
+      float mx = -std::numeric_limits<float>::infinity();
+      int64_t arg = 0;
+      for (int64_t v = 0; v < V; ++v) {
+        const float f = static_cast<float>(x[v]);
+        if (f > mx || (std::isnan(f) && !std::isnan(mx))) {
+          mx = f;
+          arg = v;
+        }
+      }
+      double sum = 0;
+      for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<float>(x[v]) - mx);
+      next[r] = arg;
+      logprob[r] = std::isnan(mx) ? mx : static_cast<float>(-std::log(sum));
+    }
+  });
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> greedy_pick(const at::Tensor& raw) {
+  MEDR1_CHECK(raw.dim() == 2 && (raw.scalar_type() == at::kFloat || raw.scalar_type() == at::kBFloat16),
+              "greedy_pick: logits must be [N, V] float32 or bfloat16, got ", raw.sizes(), " ", raw.scalar_type());
+  at::Tensor x = raw.to(at::kCPU).contiguous();
+  const int64_t n = x.size(0), V = x.size(1);
+  at::Tensor next = at::empty({n}, at::TensorOptions().dtype(at::kLong));
+  at::Tensor lp = at::empty({n}, at::TensorOptions().dtype(at::kFloat));
+  if (x.scalar_type() == at::kBFloat16) {
+    greedy_rows(x.data_ptr<at::BFloat16>(), n, V, next.data_ptr<int64_t>(), lp.data_ptr<float>());
+  } else {
+    greedy_rows(x.data_ptr<float>(), n, V, next.data_ptr<int64_t>(), lp.data_ptr<float>());
+  }
+  return {next, lp};
+}
+
 GenerationOutput generate(model::Qwen2VLForConditionalGeneration& model, const PromptBatch& batch,
                           const SamplingParams& params) {
   return generate(model, batch, params, nullptr);
@@ -185,7 +235,7 @@ GenerationOutput generate(model::Qwen2VLForConditionalGeneration& model, const P
   in.logits_from = -1;
   using Clock = std::chrono::steady_clock;
   auto t_prefill = Clock::now();
-  at::Tensor logits = model->forward(in).logits.select(1, 0).to(at::kFloat);  // [B, V]
+  at::Tensor logits = model->forward(in).logits.select(1, 0);  // [B, V] model dtype
   auto t_decode = Clock::now();
   if (trace) trace->prefill_s = std::chrono::duration<double>(t_decode - t_prefill).count();
   if (R > 1) {
@@ -216,17 +266,25 @@ GenerationOutput generate(model::Qwen2VLForConditionalGeneration& model, const P
     at::Tensor raw = local.size() == static_cast<size_t>(cache_rows.size(0))
                          ? logits
                          : logits.index_select(0, local_t.to(logits.device()));               // [n, V]
-    at::Tensor seen = out.sequences.index_select(0, global_t).narrow(1, 0, S + t);             // [n, S+t]
-    at::Tensor scores = process_scores(raw, seen.to(raw.device()), params);
-    at::Tensor next = select_next_tokens(scores, params.do_sample, gen).to(at::kCPU, at::kLong);  // [n]
-    at::Tensor lp = raw.log_softmax(-1).gather(1, next.to(raw.device()).view({-1, 1})).squeeze(1).to(at::kCPU);
-    if (trace && trace->keep_steps) {
-      at::Tensor full = at::zeros({N, scores.size(1)}, at::TensorOptions().dtype(at::kFloat));
-      full.index_copy_(0, global_t, scores.to(at::kCPU));
-      trace->step_scores.push_back(full);
-      at::Tensor full_raw = at::zeros({N, raw.size(1)}, at::TensorOptions().dtype(at::kFloat));
-      full_raw.index_copy_(0, global_t, raw.to(at::kCPU));
-      trace->step_logits.push_back(full_raw);
+    at::Tensor next, lp;                                                                       // [n], [n]
+    const bool keep_steps = trace && trace->keep_steps;
+    if (!params.do_sample && params.repetition_penalty == 1.0 && !keep_steps &&
+        (raw.scalar_type() == at::kFloat || raw.scalar_type() == at::kBFloat16) && raw.device().is_cpu()) {
+      std::tie(next, lp) = greedy_pick(raw);  // scores are the raw logits: one fused pass
+    } else {
+      raw = raw.to(at::kFloat);
+      at::Tensor seen = out.sequences.index_select(0, global_t).narrow(1, 0, S + t);  // [n, S+t]
+      at::Tensor scores = process_scores(raw, seen.to(raw.device()), params);
+      next = select_next_tokens(scores, params.do_sample, gen).to(at::kCPU, at::kLong);
+      lp = raw.log_softmax(-1).gather(1, next.to(raw.device()).view({-1, 1})).squeeze(1).to(at::kCPU);
+      if (keep_steps) {
+        at::Tensor full = at::zeros({N, scores.size(1)}, at::TensorOptions().dtype(at::kFloat));
+        full.index_copy_(0, global_t, scores.to(at::kCPU));
+        trace->step_scores.push_back(full);
+        at::Tensor full_raw = at::zeros({N, raw.size(1)}, at::TensorOptions().dtype(at::kFloat));
+        full_raw.index_copy_(0, global_t, raw.to(at::kCPU));
+        trace->step_logits.push_back(full_raw);
+      }
     }
     out.new_tokens.select(1, t).index_copy_(0, global_t, next);
     out.sequences.select(1, S + t).index_copy_(0, global_t, next);
@@ -273,7 +331,7 @@ GenerationOutput generate(model::Qwen2VLForConditionalGeneration& model, const P
     dec.attention_mask = mask_full.index_select(0, cache_rows).narrow(1, 0, S + t + 1).to(dev);
     dec.cache = &cache;
     dec.logits_from = -1;
-    logits = model->forward(dec).logits.select(1, 0).to(at::kFloat);  // [n_c, V]
+    logits = model->forward(dec).logits.select(1, 0);  // [n_c, V] model dtype
   }
   return out;
 }
