@@ -250,5 +250,38 @@ TEST(GrpoTrainerOptions, EpochTailKeepsThePartialBatchAndShortLastStep) {
   fs::remove_all(root);
 }
 
+// A checkpoint written by an epoch's short last step (sampler at the end of its shard) resumes into the next
+// epoch exactly: 3 prompts, B = 2 -> steps of {2}, {1} prompts per epoch; save at step 2, resume to step 4.
+TEST(GrpoTrainerOptions, ResumeAfterAnEpochTailStepMatchesTheUninterruptedRun) {
+  const auto root = test::make_temp_dir("grpo_tail_resume");
+  const std::string model = test::make_tiny_model_dir(root);
+  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/fetch_tokenizers.sh)";
+  GRPOConfig full = test::tiny_run_config(model, test::make_demo_slice(root, 3), root / "full");
+  full.algo = "sft";
+  full.per_device_train_batch_size = 2;
+  full.lr_scheduler_type = "constant";  // the 2-step and the 4-step runs share their learning rates
+  full.max_steps = 4;
+  GRPOConfig first = full;
+  first.output_dir = (root / "split").string();
+  first.max_steps = 2;
+  first.save_steps = 2;
+  GRPOConfig second = first;
+  second.max_steps = 4;
+  second.resume = "latest";
+  TrainResult a = train(full, quiet_hooks(nullptr));
+  train(first, quiet_hooks(nullptr));
+  TrainResult b = train(second, quiet_hooks(nullptr));
+  ASSERT_EQ(a.log_history.size(), 4u);
+  ASSERT_EQ(b.log_history.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(a.log_history[i]["loss"].get<double>(), b.log_history[i]["loss"].get<double>()) << "step " << i + 1;
+    EXPECT_EQ(a.log_history[i]["epoch"].get<double>(), b.log_history[i]["epoch"].get<double>()) << "step " << i + 1;
+  }
+  EXPECT_DOUBLE_EQ(a.log_history[1]["epoch"].get<double>(), 1.0);  // step 2 = the 1-prompt tail of epoch 0
+  EXPECT_DOUBLE_EQ(a.log_history[3]["epoch"].get<double>(), 2.0);
+  EXPECT_NE(a.log_history[1]["loss"].get<double>(), a.log_history[3]["loss"].get<double>());
+  fs::remove_all(root);
+}
+
 }  // namespace
 }  // namespace medr1::rl
