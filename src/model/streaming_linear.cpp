@@ -161,6 +161,94 @@ void rows(const float* x, const WT* w, const float* bias, int64_t M, int64_t K, 
   }
 }
 
+bool cpu_has_avx512_bf16() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512bf16");
+  return ok;
+}
+
+// The AVX512-BF16 dot-product path serves bf16 inputs of 2..kStreamingLinearMaxRowsBf16Dot rows: there the
+// AVX2 widening kernel runs out of arithmetic (it converts and multiplies in fp32), while VDPBF16PS takes 32
+// bf16 pairs per instruction. One row stays on the widening kernel, which already streams at memory speed.
+bool use_bf16_dot(int64_t M) { return M >= 2 && M <= kStreamingLinearMaxRowsBf16Dot && cpu_has_avx512_bf16(); }
+
+#define MEDR1_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+// Sum of 16 fp32 lanes. The masked extracts: the plain ones (and _mm512_castps512_ps256, _mm512_reduce_add_ps)
+// take _mm*_undefined_* operands in GCC 12's headers, which trips -Wuninitialized.
+MEDR1_AVX512BF16 inline float hsum16(__m512 v) {
+  const __m512d d = _mm512_castps_pd(v);
+  const __m256 lo = _mm256_castpd_ps(_mm512_mask_extractf64x4_pd(_mm256_setzero_pd(), 0xF, d, 0));
+  const __m256 hi = _mm256_castpd_ps(_mm512_mask_extractf64x4_pd(_mm256_setzero_pd(), 0xF, d, 1));
+  const __m256 h = _mm256_add_ps(lo, hi);
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+  return _mm_cvtss_f32(q);
+}
+
+MEDR1_AVX512BF16 inline __m512bh load32(const c10::BFloat16* p) { return (__m512bh)_mm512_loadu_si512(p); }
+MEDR1_AVX512BF16 inline __m512bh load32(const c10::BFloat16* p, __mmask32 m) {
+  return (__m512bh)_mm512_maskz_loadu_epi16(m, p);  // masked-off lanes read as +0, adding nothing
+}
+
+// out[i * MX + j] = dot(w row i, x row j) over K for RW weight rows and MX x rows, all bf16, fp32 accumulation.
+template <int RW, int MX>
+MEDR1_AVX512BF16 void dp_tile(const c10::BFloat16* w, const c10::BFloat16* x, int64_t K, float* out) {
+  __m512 acc[RW][MX];
+  for (int i = 0; i < RW; ++i)
+    for (int j = 0; j < MX; ++j) acc[i][j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    __m512bh wv[RW];
+    for (int i = 0; i < RW; ++i) wv[i] = load32(w + i * K + k);
+    for (int j = 0; j < MX; ++j) {
+      const __m512bh xv = load32(x + j * K + k);
+      for (int i = 0; i < RW; ++i) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv[i], xv);
+    }
+  }
+  if (k < K) {
+    const __mmask32 m = static_cast<__mmask32>((uint64_t{1} << (K - k)) - 1);
+    __m512bh wv[RW];
+    for (int i = 0; i < RW; ++i) wv[i] = load32(w + i * K + k, m);
+    for (int j = 0; j < MX; ++j) {
+      const __m512bh xv = load32(x + j * K + k, m);
+      for (int i = 0; i < RW; ++i) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv[i], xv);
+    }
+  }
+  for (int i = 0; i < RW; ++i)
+    for (int j = 0; j < MX; ++j) out[i * MX + j] = hsum16(acc[i][j]);
+}
+
+// rows() for bf16 x and weights on the dot-product path: 2 weight rows x 4 x rows per tile.
+template <int RW>
+void dp_rows_block(const c10::BFloat16* x, const c10::BFloat16* wr, const float* bias, int64_t M, int64_t K,
+                   int64_t N, c10::BFloat16* y, int64_t n) {
+  float r[RW * 4];
+  int64_t m = 0;
+  const auto store = [&](int64_t mx, int64_t m0) {
+    for (int i = 0; i < RW; ++i)
+      for (int64_t j = 0; j < mx; ++j)
+        y[(m0 + j) * N + n + i] = static_cast<c10::BFloat16>(r[i * mx + j] + (bias ? bias[n + i] : 0.f));
+  };
+  for (; m + 4 <= M; m += 4) {
+    dp_tile<RW, 4>(wr, x + m * K, K, r);
+    store(4, m);
+  }
+  const int64_t rest = M - m;
+  if (rest == 3) dp_tile<RW, 3>(wr, x + m * K, K, r);
+  if (rest == 2) dp_tile<RW, 2>(wr, x + m * K, K, r);
+  if (rest == 1) dp_tile<RW, 1>(wr, x + m * K, K, r);
+  if (rest > 0) store(rest, m);
+}
+
+void rows_dpbf16(const c10::BFloat16* x, const c10::BFloat16* w, const float* bias, int64_t M, int64_t K, int64_t N,
+                 c10::BFloat16* y, int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + 2 <= n1; n += 2) dp_rows_block<2>(x, w + n * K, bias, M, K, N, y, n);
+  for (; n < n1; ++n) dp_rows_block<1>(x, w + n * K, bias, M, K, N, y, n);
+}
+
 // One linear of a group sharing the input x [M, K].
 template <typename WT, typename OT>
 struct Job {
@@ -173,8 +261,9 @@ struct Job {
 // All jobs in one parallel region, split into chunks of >= ~256 KiB of weights (a multiple of 4 rows) that the
 // threads take from a shared counter: a thread the scheduler starts late (a loaded machine) then finds less or no
 // work left instead of holding everyone at the barrier with its fixed half, and q/k/v or gate/up pay one wake-up.
-template <typename WT, typename OT>
-void run(const float* x, int64_t M, int64_t K, const std::vector<Job<WT, OT>>& jobs) {
+// rows_fn(x, w, bias, M, K, N, y, n0, n1) computes rows [n0, n1) of one job.
+template <typename WT, typename OT, typename XT, typename RowsFn>
+void run(const XT* x, int64_t M, int64_t K, const std::vector<Job<WT, OT>>& jobs, RowsFn rows_fn) {
   const int64_t row_bytes = K * static_cast<int64_t>(sizeof(WT));
   const int64_t chunk = std::max<int64_t>(4, ((int64_t{1} << 18) / std::max<int64_t>(1, row_bytes) + 3) / 4 * 4);
   struct Chunk {
@@ -189,7 +278,7 @@ void run(const float* x, int64_t M, int64_t K, const std::vector<Job<WT, OT>>& j
   }
   const auto work = [&](const Chunk& c) {
     const auto& jb = jobs[c.job];
-    rows(x, jb.w, jb.bias, M, K, jb.N, jb.y, c.n0, c.n1);
+    rows_fn(x, jb.w, jb.bias, M, K, jb.N, jb.y, c.n0, c.n1);
   };
   const int64_t n_chunks = static_cast<int64_t>(chunks.size());
   // Below ~128 KiB of weights a second thread costs more than it saves.
@@ -220,7 +309,10 @@ bool streaming_linear_applies(const at::Tensor& x, const at::Tensor& weight, con
     return false;
   const int64_t K = weight.size(1);
   const int64_t M = K > 0 ? x.numel() / K : 0;
-  return M >= 1 && K > 0 && M <= (dt == at::kFloat ? kStreamingLinearMaxRowsFp32 : kStreamingLinearMaxRowsBf16);
+  const int64_t max_rows = dt == at::kFloat       ? kStreamingLinearMaxRowsFp32
+                           : cpu_has_avx512_bf16() ? kStreamingLinearMaxRowsBf16Dot
+                                                   : kStreamingLinearMaxRowsBf16;
+  return M >= 1 && K > 0 && M <= max_rows;
 }
 
 std::vector<at::Tensor> linear_group(const at::Tensor& x, const std::vector<at::Tensor>& weights,
@@ -242,7 +334,11 @@ std::vector<at::Tensor> linear_group(const at::Tensor& x, const std::vector<at::
     return out;
   }
   const int64_t K = weights[0].size(1), M = x.numel() / K;
-  at::Tensor xf = x.reshape({M, K}).to(at::kFloat).contiguous();  // exact for bf16
+  // bf16 with several rows and AVX512-BF16: pairs of bf16 products summed in fp32 straight from the bf16 x;
+  // otherwise x widened to fp32 once (exact).
+  const bool dp = weights[0].scalar_type() == at::kBFloat16 && use_bf16_dot(M);
+  at::Tensor xc = x.reshape({M, K}).contiguous();
+  at::Tensor xf = dp ? at::Tensor() : xc.to(at::kFloat);
   std::vector<at::Tensor> bf(weights.size());
   for (size_t i = 0; i < weights.size(); ++i) {
     const at::Tensor b = bias_of(i);
@@ -256,13 +352,17 @@ std::vector<at::Tensor> linear_group(const at::Tensor& x, const std::vector<at::
     std::vector<Job<float, float>> jobs;
     for (size_t i = 0; i < weights.size(); ++i)
       jobs.push_back({weights[i].data_ptr<float>(), bias_ptr(i), weights[i].size(0), out[i].data_ptr<float>()});
-    run(xf.data_ptr<float>(), M, K, jobs);
+    run(xf.data_ptr<float>(), M, K, jobs, rows<float, float>);
   } else {
     std::vector<Job<c10::BFloat16, c10::BFloat16>> jobs;
     for (size_t i = 0; i < weights.size(); ++i)
       jobs.push_back({weights[i].data_ptr<c10::BFloat16>(), bias_ptr(i), weights[i].size(0),
                       out[i].data_ptr<c10::BFloat16>()});
-    run(xf.data_ptr<float>(), M, K, jobs);
+    if (use_bf16_dot(M)) {
+      run(xc.data_ptr<c10::BFloat16>(), M, K, jobs, rows_dpbf16);
+    } else {
+      run(xf.data_ptr<float>(), M, K, jobs, rows<c10::BFloat16, c10::BFloat16>);
+    }
   }
   return out;
 }

@@ -16,6 +16,8 @@ namespace medr1::model {
 // at::linear on the 2B MLP shape, fp32 wins up to ~16 rows, bf16 up to ~4 (beyond, x re-reads dominate).
 inline constexpr int64_t kStreamingLinearMaxRowsFp32 = 16;
 inline constexpr int64_t kStreamingLinearMaxRowsBf16 = 4;
+// bf16 on CPUs with AVX512-BF16 (VDPBF16PS: bf16 pairs multiplied and summed into fp32): up to 16 rows.
+inline constexpr int64_t kStreamingLinearMaxRowsBf16Dot = 16;
 
 // x [..., K], weight [N, K], bias [N] or undefined -> [..., N] in x's dtype.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = at::Tensor());

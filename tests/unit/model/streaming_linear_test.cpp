@@ -38,9 +38,12 @@ TEST(StreamingLinear, Fp32MatchesFloat64AcrossRowCountsAndTails) {
 TEST(StreamingLinear, Bf16RoundsOnceFromFp32Accumulation) {
   at::NoGradGuard ng;
   at::manual_seed(2);
+  // K = 130: four 32-wide steps and a masked tail of 2 on the AVX512-BF16 path, 16 + 2 on the AVX2 one.
   at::Tensor w = at::randn({301, 130}).to(at::kBFloat16), b = at::randn({301}).to(at::kBFloat16);
-  for (int64_t M : {1, 3, 4}) {
+  for (int64_t M : {1, 2, 3, 4, 5, 9, 16}) {
     at::Tensor x = at::randn({M, 130}).to(at::kBFloat16);
+    const bool dot = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+    EXPECT_EQ(medr1::model::streaming_linear_applies(x, w, b), M <= (dot ? 16 : 4)) << M;
     at::Tensor y = medr1::model::linear(x, w, b);
     EXPECT_EQ(y.scalar_type(), at::kBFloat16);
     at::Tensor r = ref64(x, w, b);
