@@ -6,11 +6,15 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
 
 #include "medr1/core/error.h"
 #include "medr1/core/logging.h"
@@ -131,6 +135,47 @@ std::vector<std::string> generate_batch(Engine& e, const std::vector<Prepared>& 
   return res;
 }
 
+// Item folders that runs with another world size leave under <output_dir>/items: items/ itself (one
+// process) and items/rank<r>-of-<w>/; `own` (this rank's folder) excluded.
+std::vector<fs::path> other_item_dirs(const fs::path& root, const fs::path& own) {
+  std::vector<fs::path> dirs;
+  if (!fs::is_directory(root)) return dirs;
+  if (root != own) dirs.push_back(root);
+  for (const auto& e : fs::directory_iterator(root)) {
+    const std::string n = e.path().filename().string();
+    if (e.is_directory() && n.rfind("rank", 0) == 0 && n.find("-of-") != std::string::npos && e.path() != own)
+      dirs.push_back(e.path());
+  }
+  std::sort(dirs.begin(), dirs.end());
+  return dirs;
+}
+
+// Resume across world sizes: records of `shard` that another layout's `file_name` (item or attack JSONL)
+// already holds are appended to this rank's own file, so run_split skips them. The other files are only
+// read (complete JSON object lines with an integer index; a torn last line is ignored); returns the number
+// of records adopted.
+int64_t adopt_done_items(const std::vector<fs::path>& others, const fs::path& own_dir, const std::string& file_name,
+                         const std::unordered_set<int64_t>& shard, int fsync_every) {
+  std::vector<json> found;
+  for (const fs::path& dir : others) {
+    std::ifstream in(dir / file_name);
+    for (std::string line; in && std::getline(in, line);) {
+      if (in.eof()) break;  // no '\n' after it: possibly half written
+      json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (!j.is_object() || !j.contains("index") || !j["index"].is_number_integer()) continue;
+      if (shard.count(j["index"].get<int64_t>()) != 0) found.push_back(std::move(j));
+    }
+  }
+  if (found.empty()) return 0;
+  data::JsonlWriterOptions wo;
+  wo.fsync_every = fsync_every;
+  data::JsonlWriter own((own_dir / file_name).string(), wo);
+  int64_t n = 0;
+  for (const json& j : found) n += own.write(j) ? 1 : 0;
+  own.close();
+  return n;
+}
+
 }  // namespace
 
 EvalSummary run_evaluation(const EvalOptions& o, dist::ProcessGroup* pg) {
@@ -203,14 +248,25 @@ EvalSummary run_evaluation(const EvalOptions& o, dist::ProcessGroup* pg) {
     const size_t num_in_file = records.size();
     if (o.limit > 0 && static_cast<int64_t>(records.size()) > o.limit) records.resize(static_cast<size_t>(o.limit));
     std::vector<data::Record> shard;
-    for (size_t i = 0; i < records.size(); ++i)
-      if (static_cast<int>(i % static_cast<size_t>(world)) == rank) shard.push_back(records[i]);
+    std::unordered_set<int64_t> shard_indices;
+    for (size_t i = 0; i < records.size(); ++i) {
+      if (static_cast<int>(i % static_cast<size_t>(world)) != rank) continue;
+      shard.push_back(records[i]);
+      shard_indices.insert(records[i].index);
+    }
 
     for (AttackType attack : o.attacks) {
       for (const auto& [label, tmpl] : templates) {
         const std::string setting = std::string(to_string(attack)) + "/" + label;
         const std::string file = result_file_name(split.name, setting);
         const std::string stem = file.substr(0, file.size() - 5);
+        if (o.resume) {  // items an earlier run with another world size finished are not generated again
+          const std::vector<fs::path> others = other_item_dirs(fs::path(o.output_dir) / "items", items_dir);
+          const int64_t n = adopt_done_items(others, items_dir, stem + ".jsonl", shard_indices, 8);
+          if (attack != AttackType::clean)
+            adopt_done_items(others, items_dir, stem + ".attack.jsonl", shard_indices, 8);
+          if (n > 0) spdlog::info("{} {}: {} items resumed from a run with another world size", split.name, setting, n);
+        }
         // Per-item attack figures (losses, L∞) beside the item JSONL; resumable the same way.
         std::optional<data::JsonlWriter> attack_log;
         if (attack != AttackType::clean) {

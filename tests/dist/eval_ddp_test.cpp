@@ -2,8 +2,9 @@
 // variables set by hand) over two Med-R1 split files write the same per-split result JSONs (accuracy,
 // counts, per-item records in index order, the error record of an item whose image is missing) and the
 // same summary.json as one process; the FGSM setting too; a rerun of the 2-rank job resumes from the
-// per-rank item JSONL without generating anything. Runs the medr1-eval binary of MEDR1_BINARY_DIR on the
-// vendored tiny Qwen2-VL (skips when it or the npm-fetched tokenizer is missing); every run has a timeout.
+// per-rank item JSONL without generating anything, and a run with another world size resumes from the
+// first one's items. Runs the medr1-eval binary of MEDR1_BINARY_DIR on the vendored tiny Qwen2-VL (skips
+// when it or the npm-fetched tokenizer is missing); every run has a timeout.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -220,6 +221,41 @@ TEST(EvalDdp, TorchrunVariablesByHandEqualSingleProcess) {
   // Only rank 0 writes the merged results.
   EXPECT_NE(read_text(dir.path / "r0.log").find("results in"), std::string::npos);
   EXPECT_EQ(read_text(dir.path / "r1.log").find("results in"), std::string::npos);
+}
+
+// Resume across world sizes: a 2-rank job started in the output folder of a finished 1-process run takes
+// every item from items/*.jsonl; a 1-process run after it (the 1-process files removed) takes them from
+// items/rank<r>-of-2/. Neither generates anything, and the results stay those of the reference.
+TEST(EvalDdp, ResumeAcrossWorldSizesGeneratesNothing) {
+  if (!prerequisites()) GTEST_SKIP() << "needs " << kEval << " and " << kTokDir / "tokenizer.json";
+  const Reference& ref = reference();
+  ASSERT_EQ(ref.rc, 0) << ref.log;
+  ScratchDir dir;
+  const fs::path out = dir.path / "out";
+  fs::copy(ref.out, out, fs::copy_options::recursive);
+  std::vector<std::string> args = eval_args(ref.splits, out, "clean fgsm");
+  args.insert(args.end(), {"--nproc-per-node", "2", "--master-port", std::to_string(free_port())});
+  const int rc = wait_for(testing::spawn(kEval, args, {}, dir.path / "ddp.log"), 55);
+  const std::string log = read_text(dir.path / "ddp.log");
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_EQ(log.find(" items in "), std::string::npos) << log;
+  EXPECT_NE(log.find("3 items resumed from a run with another world size"), std::string::npos) << log;
+  EXPECT_NE(log.find("2 items resumed from a run with another world size"), std::string::npos) << log;
+  expect_same_results(out, {"clean_nothink", "fgsm_nothink"}, true);
+  EXPECT_EQ(read_json(out / "summary.json").at("meta").at("world_size"), 2);
+
+  for (const auto& e : fs::directory_iterator(out / "items"))
+    if (e.is_regular_file()) fs::remove(e.path());
+  const auto one_args = eval_args(ref.splits, out, "clean fgsm");
+  const int rc1 = wait_for(testing::spawn(kEval, one_args, {}, dir.path / "one.log"), 55);
+  const std::string log1 = read_text(dir.path / "one.log");
+  ASSERT_EQ(rc1, 0) << log1;
+  EXPECT_EQ(log1.find(" items in "), std::string::npos) << log1;
+  EXPECT_NE(log1.find("5 items resumed from a run with another world size"), std::string::npos) << log1;
+  expect_same_results(out, {"clean_nothink", "fgsm_nothink"}, true);
+  // The fgsm result keeps its attack figures (mean losses come from the adopted attack logs).
+  const json fgsm = read_json(out / (kSplitNames[1] + "_fgsm_nothink.json"));
+  EXPECT_TRUE(fgsm.contains("mean_attack_clean_loss")) << fgsm.dump().substr(0, 400);
 }
 
 }  // namespace
