@@ -78,7 +78,8 @@ struct EvalSummary {
 // Loads the model and tokenizer, runs every split x attack x template and writes, on rank 0, the per-split
 // result JSONs ("<split>_<attack>_<template>.json"), summary.json, report.md and accuracy_heatmap.svg into
 // output_dir. `pg` (nullable): data-parallel over its ranks (records sharded round-robin, one JSONL folder per
-// rank, barrier, rank 0 merges). Per-item failures (unreadable image, generation error) are recorded as error
+// rank, barrier, rank 0 merges). With resume, items that a run with another world size finished in the same
+// output_dir (items/ or items/rank<r>-of-<w>/) are taken over, not generated again. Per-item failures (unreadable image, generation error) are recorded as error
 // items, never fatal; a split file that cannot be read is logged and reported with no items.
 EvalSummary run_evaluation(const EvalOptions& opts, dist::ProcessGroup* pg = nullptr);
 
