@@ -167,10 +167,10 @@ bool cpu_has_avx512_bf16() {
   return ok;
 }
 
-// The AVX512-BF16 dot-product path serves bf16 inputs of 2..kStreamingLinearMaxRowsBf16Dot rows: there the
-// AVX2 widening kernel runs out of arithmetic (it converts and multiplies in fp32), while VDPBF16PS takes 32
-// bf16 pairs per instruction. One row stays on the widening kernel, which already streams at memory speed.
-bool use_bf16_dot(int64_t M) { return M >= 2 && M <= kStreamingLinearMaxRowsBf16Dot && cpu_has_avx512_bf16(); }
+// The AVX512-BF16 dot-product path serves bf16 inputs of 1..kStreamingLinearMaxRowsBf16Dot rows: the AVX2
+// kernel widens every weight to fp32 first (convert, shift, FMA per 8 weights), which measured here caps it at
+// about half the bytes/s of the fp32 kernel even at one row; VDPBF16PS takes 32 bf16 pairs per instruction.
+bool use_bf16_dot(int64_t M) { return M >= 1 && M <= kStreamingLinearMaxRowsBf16Dot && cpu_has_avx512_bf16(); }
 
 #define MEDR1_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 
@@ -245,6 +245,9 @@ void dp_rows_block(const c10::BFloat16* x, const c10::BFloat16* wr, const float*
 void rows_dpbf16(const c10::BFloat16* x, const c10::BFloat16* w, const float* bias, int64_t M, int64_t K, int64_t N,
                  c10::BFloat16* y, int64_t n0, int64_t n1) {
   int64_t n = n0;
+  if (M == 1) {  // decode at batch 1: four weight streams in flight against the one x row
+    for (; n + 4 <= n1; n += 4) dp_rows_block<4>(x, w + n * K, bias, M, K, N, y, n);
+  }
   for (; n + 2 <= n1; n += 2) dp_rows_block<2>(x, w + n * K, bias, M, K, N, y, n);
   for (; n < n1; ++n) dp_rows_block<1>(x, w + n * K, bias, M, K, N, y, n);
 }
