@@ -16,30 +16,15 @@
 #include <limits>
 #include <vector>
 
+#include "simd_avx2.h"
+
 namespace medr1::model {
 namespace {
 
-bool cpu_has_avx2_fma() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
-
-__attribute__((target("avx2,fma"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-__attribute__((target("avx2,fma"))) inline __m256 load8(const c10::BFloat16* p) {
-  // bf16 is the top half of an fp32: zero-extend to 32 bits and shift, exact.
-  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-
-inline float to_f(float v) { return v; }
-inline float to_f(c10::BFloat16 v) { return static_cast<float>(v); }
+using simd::cpu_has_avx2_fma;
+using simd::hsum;
+using simd::load8;
+using simd::widen;
 // Rounds to the activations' dtype and back (identity for float32).
 inline float round_to(float v, float) { return v; }
 inline float round_to(float v, c10::BFloat16) { return static_cast<float>(c10::BFloat16(v)); }
@@ -71,7 +56,7 @@ __attribute__((target("avx2,fma"))) void attend_group(const T* q, Strides qs, co
         if (d < D) a0 = _mm256_fmadd_ps(load8(qp + d), load8(kp + d), a0);
         float sc = round_to(hsum(_mm256_add_ps(a0, a1)), T{});
         sc = round_to(sc / divisor, T{});
-        if (mrow) sc = round_to(sc + to_f(mrow[t]), T{});
+        if (mrow) sc = round_to(sc + widen(mrow[t]), T{});
         scores[t] = sc;
         mx = std::max(mx, sc);
       }

@@ -17,30 +17,15 @@
 
 #include "medr1/core/error.h"
 
+#include "simd_avx2.h"
+
 namespace medr1::model {
 namespace {
 
-bool cpu_has_avx2_fma() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
-
-// 8 weights at w -> fp32 lanes.
-__attribute__((target("avx2,fma"))) inline __m256 load8(const float* w) { return _mm256_loadu_ps(w); }
-__attribute__((target("avx2,fma"))) inline __m256 load8(const c10::BFloat16* w) {
-  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-
-inline float widen(float v) { return v; }
-inline float widen(c10::BFloat16 v) { return static_cast<float>(v); }
+using simd::cpu_has_avx2_fma;
+using simd::hsum;
+using simd::load8;
+using simd::widen;
 
 // out[j] = dot(w[0:K], x[j*K : (j+1)*K]) for j < MB; x is fp32.
 template <int MB, typename WT>
