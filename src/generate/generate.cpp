@@ -20,6 +20,7 @@
 #include <tuple>
 #include <utility>
 
+#include "core/simd_avx2.h"
 #include "medr1/core/error.h"
 #include "medr1/model/kv_cache.h"
 
@@ -143,25 +144,9 @@ at::Tensor select_next_tokens(const at::Tensor& processed_scores, bool do_sample
 
 namespace {
 
-// Greedy step with no logits processor in play: per row the first index of the largest raw logit (what argmax of
-// the unprocessed float32 scores gives, NaN counting as largest) and its log-softmax, -log(sum exp(x - max)), in
-// one pass over the row in the logits' own dtype. The general path spends four full-vocabulary passes (float32
-// copy, clone, argmax, log_softmax) on this, each big enough to wake the intra-op pool, which on a loaded
-// machine costs more than the pass itself.
-inline float widen(float v) { return v; }
-inline float widen(at::BFloat16 v) { return static_cast<float>(v); }
-
-bool cpu_has_avx2_fma() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
-
-__attribute__((target("avx2,fma"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-__attribute__((target("avx2,fma"))) inline __m256 load8(const at::BFloat16* p) {
-  // bf16 is the top half of an fp32: zero-extend and shift, exact.
-  return _mm256_castsi256_ps(
-      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
-}
+using simd::cpu_has_avx2_fma;
+using simd::load8;
+using simd::widen;
 
 // exp(x) for x <= 0 (x - max of the row), within ~2 ulp: 2^n * p(r), r = x - n ln2 split in two parts,
 // p the degree-6 polynomial of expf. Below -87.3 the result is ~1e-38 instead of 0: nothing against sums >= 1.

@@ -16,7 +16,7 @@
 #include <limits>
 #include <vector>
 
-#include "simd_avx2.h"
+#include "core/simd_avx2.h"
 
 namespace medr1::model {
 namespace {

@@ -17,7 +17,7 @@
 
 #include "medr1/core/error.h"
 
-#include "simd_avx2.h"
+#include "core/simd_avx2.h"
 
 namespace medr1::model {
 namespace {

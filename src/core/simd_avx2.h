@@ -1,4 +1,5 @@
-// Private AVX2 helpers shared by the CPU inference kernels (streaming_linear.cpp, decode_attention.cpp):
+// Private AVX2 helpers shared by the CPU inference kernels (model/streaming_linear.cpp,
+// model/decode_attention.cpp, generate/generate.cpp's greedy step):
 // runtime CPU check, 8-lane fp32 loads from fp32 or bf16 (bf16 is the top half of an fp32, so widening is
 // exact), horizontal sum. Functions carry target attributes, so the rest of the library builds without -mavx2.
 #pragma once
@@ -7,7 +8,7 @@
 
 #include <immintrin.h>
 
-namespace medr1::model::simd {
+namespace medr1::simd {
 
 inline bool cpu_has_avx2_fma() {
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -31,4 +32,4 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
 inline float widen(float v) { return v; }
 inline float widen(c10::BFloat16 v) { return static_cast<float>(v); }
 
-}  // namespace medr1::model::simd
+}  // namespace medr1::simd
