@@ -18,7 +18,6 @@ namespace medr1::model {
 
 namespace {
 
-// The block function lives in the autograd context until backward (an IValue capsule owns it).
 // The block function and its parameters live in the autograd context until backward (an IValue capsule owns
 // them).
 struct FnHolder : torch::CustomClassHolder {
