@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-new-tokens", o.max_new_tokens, "new tokens per answer (Med-R1: 256)");
   app.add_option("--batch-size", o.batch_size, "prompts per generation batch");
   app.add_option("--dtype", o.dtype, "float32 | bfloat16 | float16 (default: config torch_dtype)");
+  app.add_option("--attn-implementation,--attn_implementation", o.attn_implementation,
+                 "auto | eager | sdpa | flash_attention_2 (auto: sdpa on CUDA, eager on CPU)");
   app.add_option("--threads", threads, "intra-op threads (0 = LibTorch default)");
   app.add_option("--max-pixels", o.max_pixels, "image processor max_pixels (Med-R1: 401408)");
   app.add_option("--min-pixels", o.min_pixels, "image processor min_pixels (Med-R1: 3136)");

@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   app.add_option("--min-pixels", o.min_pixels, "image processor min_pixels")->capture_default_str();
   app.add_option("--dtype", o.dtype, "fp32 | bf16")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
   app.add_option("--device", o.device, "cpu | cuda[:N] (CUDA builds only)")->capture_default_str();
+  app.add_option("--attn-implementation,--attn_implementation", o.attn_implementation,
+                 "auto | eager | sdpa | flash_attention_2 (auto: sdpa on CUDA, eager on CPU)")
+      ->capture_default_str();
   app.add_option("--threads", o.threads, "intra-op threads (0 = hardware cores)")->capture_default_str();
   app.add_flag("--do-sample", o.do_sample, "sample instead of greedy");
   auto* temp = app.add_option("--temperature", temperature, "sampling temperature (default: generation_config)");

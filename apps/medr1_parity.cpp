@@ -5,18 +5,23 @@
 
 #include <iostream>
 
+#include "medr1/core/device.h"
 #include "medr1/generate/parity_generate.h"
 #include "medr1/model/parity.h"
 #include "medr1/model/weight_loader.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"medr1-parity: compare medr1 with the transformers goldens of a parity set"};
-  std::string set_dir, dtype = "fp32";
+  std::string set_dir, dtype = "fp32", device = "cpu";
   int threads = 0;
   std::vector<std::string> cases;
   app.add_option("--set", set_dir, "parity set folder (goldens.json, goldens.safetensors, ...)")->required();
   app.add_option("--dtype", dtype, "fp32 | bf16 (bf16: errors reported without pass marks) | fp64 (debug)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp64"}));
+  app.add_option("--device", device,
+                 "cpu | cuda[:N] (CUDA builds): where the model runs; same goldens and pass marks (fp32 on CUDA "
+                 "runs without TF32, LibTorch's default)")
+      ->capture_default_str();
   app.add_option("--threads", threads, "intra-op threads (0 = LibTorch default)");
   app.add_option("--case", cases, "run only these cases");
   CLI11_PARSE(app, argc, argv);
@@ -27,6 +32,7 @@ int main(int argc, char** argv) {
     opt.set_dir = set_dir;
     opt.dtype = medr1::model::dtype_from_name(dtype);
     opt.only_cases = cases;
+    opt.device = medr1::resolve_device(device);
     auto rep = medr1::model::run_parity_set(opt);
     std::cout << medr1::model::format_report(rep);
     return rep.ok() ? 0 : 1;

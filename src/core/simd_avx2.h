@@ -1,19 +1,20 @@
 // Private AVX2 helpers shared by the CPU inference kernels (model/streaming_linear.cpp,
 // model/decode_attention.cpp, generate/generate.cpp's greedy step):
-// runtime CPU check, 8-lane fp32 loads from fp32 or bf16 (bf16 is the top half of an fp32, so widening is
+// runtime CPU check (core/cpu_features.h), 8-lane fp32 loads from fp32 or bf16 (bf16 is the top half of an fp32, so widening is
 // exact), horizontal sum. Functions carry target attributes, so the rest of the library builds without -mavx2.
 #pragma once
 
 #include <c10/util/BFloat16.h>
 
+#include "medr1/core/cpu_features.h"
+
 #include <immintrin.h>
 
 namespace medr1::simd {
 
-inline bool cpu_has_avx2_fma() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
+// The AVX2 + FMA kernels run when the CPU has them and MEDR1_CPU_ISA / set_cpu_isa_cap does not force the
+// portable path (core/cpu_features.h).
+inline bool cpu_has_avx2_fma() { return cpu_isa_at_least(CpuIsa::Avx2); }
 
 __attribute__((target("avx2,fma"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 __attribute__((target("avx2,fma"))) inline __m256 load8(const c10::BFloat16* p) {

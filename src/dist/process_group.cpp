@@ -1,5 +1,5 @@
 // c10d process group wrapper (see include/medr1/dist/process_group.h).
-// The c10d headers and the 1.13-vs-2.x class names come from core/torch_compat.h.
+// The c10d headers come from core/torch_compat.h.
 #define MEDR1_COMPAT_C10D 1
 #include "medr1/core/torch_compat.h"
 #ifndef MEDR1_COMPAT_C10D_LOADED
@@ -256,7 +256,7 @@ void ProcessGroup::broadcast(std::vector<at::Tensor>& tensors, int root) {
   MEDR1_CHECK(root >= 0 && root < world_size_, "dist: broadcast root ", root, " not in [0, ",
               world_size_, ")");
   if (world_size_ == 1 || tensors.empty()) return;
-  // Wire dtype as for allreduce: bf16 -> fp32 is exact, and gloo has no bf16 copy kernel in 1.13.
+  // Wire dtype as for allreduce: bf16 -> fp32 is exact, and gloo cannot reduce bf16.
   for (auto& [dt, idx] : group_by_dtype(backend_name_, tensors)) {
     const bool in_place = idx.size() == 1 && tensors[idx[0]].is_contiguous() &&
                           tensors[idx[0]].scalar_type() == dt &&

@@ -24,6 +24,7 @@
 #include "medr1/eval/metrics.h"
 #include "medr1/eval/runner.h"
 #include "medr1/generate/generate.h"
+#include "medr1/model/attention.h"
 #include "medr1/model/qwen2_vl_config.h"
 #include "medr1/model/weight_loader.h"
 #include "medr1/tokenizer/chat_template.h"
@@ -80,6 +81,7 @@ Engine load_engine(const EvalOptions& o) {
   e.tok = tokenizer::Tokenizer::from_dir(tok_dir);
   std::optional<at::ScalarType> dt;
   if (!o.dtype.empty()) dt = model::dtype_from_name(o.dtype);
+  model::set_attn_implementation(model::parse_attn_implementation(o.attn_implementation));
   e.model = model::load_qwen2_vl(o.model_dir, dt);
   e.model->eval();
   for (auto& p : e.model->parameters()) p.set_requires_grad(false);  // attacks need image gradients only

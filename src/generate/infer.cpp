@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "medr1/core/device.h"
 #include "medr1/core/error.h"
 #include "medr1/data/answer.h"
 #include "medr1/data/dataset.h"
@@ -20,6 +21,7 @@
 #include "medr1/data/progress.h"
 #include "medr1/data/prompts.h"
 #include "medr1/generate/generate.h"
+#include "medr1/model/attention.h"
 #include "medr1/model/qwen2_vl_config.h"
 #include "medr1/model/weight_loader.h"
 #include "medr1/tokenizer/chat_template.h"
@@ -38,7 +40,7 @@ std::string resolve_tokenizer_dir(const InferOptions& opts) {
   if (opts.model_dir.empty() || fs::path(opts.model_dir).filename().empty())
     alt = fs::path(opts.model_dir).parent_path().parent_path() / "tokenizer" / sub;
   MEDR1_CHECK(fs::exists(alt / "tokenizer.json"), "no tokenizer.json in --model ", opts.model_dir, " nor in ",
-              alt.string(), " (pass --tokenizer DIR; for the bundled tiny checkpoints run scripts/fetch_tokenizers.sh)");
+              alt.string(), " (pass --tokenizer DIR; for the bundled tiny checkpoints run scripts/tokenizer_fixtures.sh)");
   return alt.string();
 }
 
@@ -50,17 +52,7 @@ at::ScalarType parse_dtype(const std::string& s) {
   fail("--dtype: expected fp32 or bf16, got '", s, "'");
 }
 
-at::Device parse_device(const std::string& s) {
-  if (s == "cpu") return at::Device(at::kCPU);
-  if (s.rfind("cuda", 0) == 0) {
-#ifdef MEDR1_CUDA
-    return at::Device(s);
-#else
-    fail("--device ", s, ": this build has no CUDA support (configure with -DMEDR1_CUDA=ON against a CUDA LibTorch)");
-#endif
-  }
-  fail("--device: expected cpu or cuda[:N], got '", s, "'");
-}
+at::Device parse_device(const std::string& s) { return resolve_device(s); }
 
 std::string resolve_prompt_template(const InferOptions& o) {
   if (o.template_name == "custom") {
@@ -97,6 +89,7 @@ InferSummary run_inference(const InferOptions& o) {
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
   const at::ScalarType dtype = parse_dtype(o.dtype);
+  model::set_attn_implementation(model::parse_attn_implementation(o.attn_implementation));
   const at::Device device = parse_device(o.device);
   const std::string tmpl = resolve_prompt_template(o);
 

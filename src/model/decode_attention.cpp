@@ -95,8 +95,9 @@ void run(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at
   const T* vp = v.data_ptr<T>();
   const T* mp = mask.defined() ? mask.data_ptr<T>() : nullptr;
   T* optr = out.data_ptr<T>();
-  // HF divides by math.sqrt(D), a Python float: LibTorch 1.13 casts it to the tensor's dtype first.
-  const float divisor = round_to(static_cast<float>(std::sqrt(static_cast<double>(D))), T{});
+  // HF divides by math.sqrt(D), a Python float: LibTorch 2.x's CPU and CUDA division of a bf16 tensor by a scalar
+  // computes in float32 with the scalar as float32 (its opmath type), not rounded to bf16 first.
+  const float divisor = static_cast<float>(std::sqrt(static_cast<double>(D)));
   // Small problems stay on the calling thread: waking the pool costs more than ~1e5 FMAs.
   const int64_t work = G * S * Tk * D * 2;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, work));
@@ -138,6 +139,9 @@ bool decode_attention_applies(const at::Tensor& q, const at::Tensor& k, const at
 }
 
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
+  // Never runs AVX2 code where the CPU (or MEDR1_CPU_ISA) does not allow it; callers check first.
+  TORCH_CHECK(decode_attention_applies(q, k, v, mask), "decode_attention: arguments or CPU path (",
+              cpu_isa_name(cpu_isa()), ") not supported; use eager_attention");
   const int64_t B = q.size(0), H = q.size(1), S = q.size(2), D = q.size(3), Tk = k.size(2);
   // [B, S, H, D] storage, returned as a [B, H, S, D] view: the caller's transpose(1, 2).reshape is then free.
   at::Tensor out = at::empty({B, S, H, D}, q.options()).transpose(1, 2);

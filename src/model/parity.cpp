@@ -35,6 +35,7 @@ struct SetCtx {
   json goldens;
   std::shared_ptr<io::SafetensorsFile> gold;
   at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
   std::optional<vision::ImageProcessorConfig> proc;
   Qwen2VLForConditionalGeneration model{nullptr};
 
@@ -48,7 +49,10 @@ struct SetCtx {
     return *proc;
   }
   Qwen2VLForConditionalGeneration& get_model() {
-    if (!model) model = load_qwen2_vl(dir, dtype);
+    if (!model) {
+      model = load_qwen2_vl(dir, dtype);
+      model->to(device);
+    }
     return model;
   }
 };
@@ -271,6 +275,11 @@ void run_forward(SetCtx& s, const std::string& name, const json& cj, CaseResult&
   at::NoGradGuard no_grad;
 
   Qwen2VLInputs in = forward_inputs(s, name, cj, r);
+  const at::Tensor mask_cpu = in.attention_mask;  // the comparisons run on the CPU
+  // The model's inputs on its device; image_grid_thw stays on the CPU, where the rope / window code reads it.
+  in.input_ids = in.input_ids.to(s.device);
+  if (in.attention_mask.defined()) in.attention_mask = in.attention_mask.to(s.device);
+  if (in.pixel_values.defined()) in.pixel_values = in.pixel_values.to(s.device);
   in.output_hidden_states = true;
   in.compute_logits = false;
 
@@ -300,10 +309,9 @@ void run_forward(SetCtx& s, const std::string& name, const json& cj, CaseResult&
   if (s.has(p + "position_ids")) r.checks.push_back(cmp_exact("position_ids", out.position_ids, s.get(p + "position_ids")));
   if (s.has(p + "rope_deltas")) r.checks.push_back(cmp_exact("rope_deltas", out.rope_deltas, s.get(p + "rope_deltas")));
   const int64_t B = in.input_ids.size(0), S = in.input_ids.size(1);
-  at::Tensor valid = in.attention_mask.defined() ? (in.attention_mask != 0)
-                                                 : at::ones({B, S}, at::TensorOptions().dtype(at::kBool));
+  at::Tensor valid = mask_cpu.defined() ? (mask_cpu != 0) : at::ones({B, S}, at::TensorOptions().dtype(at::kBool));
   if (s.has(p + "causal_mask_4d")) {
-    at::Tensor m = make_causal_mask(in.attention_mask, B, S, 0, at::kFloat, at::kCPU);
+    at::Tensor m = make_causal_mask(mask_cpu, B, S, 0, at::kFloat, at::kCPU);
     r.checks.push_back(cmp_float("causal_mask_4d", m, s.get(p + "causal_mask_4d"), 0.0, false, true));
   }
   for (size_t i = 0; i < out.hidden_states.size(); ++i) {
@@ -317,7 +325,7 @@ void run_forward(SetCtx& s, const std::string& name, const json& cj, CaseResult&
   std::vector<at::Tensor> last, cols, top_gold_vals, top1;
   at::Tensor gold_top_ids = s.has(p + "top5_ids") ? s.get(p + "top5_ids") : at::Tensor();  // [B, S, 5]
   for (int64_t b = 0; b < B; ++b) {
-    at::Tensor logits = model->lm_logits(out.last_hidden_state.narrow(0, b, 1)).to(at::kFloat);  // [1, S, V]
+    at::Tensor logits = model->lm_logits(out.last_hidden_state.narrow(0, b, 1)).to(at::kCPU, at::kFloat);  // [1, S, V]
     last.push_back(logits.select(1, S - 1));                                                    // [1, V]
     if (want_cols) cols.push_back(logits.index_select(2, vocab_ids));                          // [1, S, K]
     if (gold_top_ids.defined()) {
@@ -436,6 +444,7 @@ ParityReport run_parity_set(const ParityOptions& opt) {
   SetCtx s;
   s.dir = opt.set_dir;
   s.dtype = opt.dtype;
+  s.device = opt.device;
   s.goldens = io::read_json_file((fs::path(s.dir) / "goldens.json").string());
   s.gold = io::SafetensorsFile::open((fs::path(s.dir) / "goldens.safetensors").string());
   ParityReport rep;

@@ -9,7 +9,7 @@
 #include <limits>
 
 #include "medr1/core/error.h"
-#include "medr1/core/torch_compat.h"
+#include "medr1/model/attention.h"
 #include "medr1/model/checkpoint.h"
 #include "medr1/model/decode_attention.h"
 #include "medr1/model/streaming_linear.h"
@@ -94,15 +94,23 @@ at::Tensor eager_attention(const at::Tensor& q, const at::Tensor& k, const at::T
     kk = k.unsqueeze(2).expand({B, Hkv, G, T, D}).reshape({B, H, T, D});
     vv = v.unsqueeze(2).expand({B, Hkv, G, T, D}).reshape({B, H, T, D});
   }
-#ifdef MEDR1_HAS_SDPA
-  return at::scaled_dot_product_attention(q, kk, vv, mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt);
-#else
   at::Tensor w = at::matmul(q, kk.transpose(2, 3)) / std::sqrt(static_cast<double>(D));  // [B, H, S, T]
   if (mask.defined()) w = w + mask;
   // Softmax in float32, then back to the activations' dtype (HF eager).
   w = at::softmax(w, -1, at::kFloat).to(q.scalar_type());
   return at::matmul(w, vv);  // [B, H, S, D]
-#endif
+}
+
+at::Tensor sdpa_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
+  // GQA in the kernel (enable_gqa): no repeat_kv copies. Additive mask, default scale 1/sqrt(D). On CUDA the
+  // flash / memory-efficient kernels where dtype and mask allow, ATen's fused CPU kernel on CPU.
+  return at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt,
+                                          /*dropout_p=*/0.0, /*is_causal=*/false, /*scale=*/std::nullopt,
+                                          /*enable_gqa=*/q.size(1) != k.size(1));
+}
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
+  return use_sdpa_for(q) ? sdpa_attention(q, k, v, mask) : eager_attention(q, k, v, mask);
 }
 
 at::Tensor Qwen2VLAttentionImpl::forward(const at::Tensor& x, const RopeCosSin& rope, const at::Tensor& mask,
@@ -117,7 +125,7 @@ at::Tensor Qwen2VLAttentionImpl::forward(const at::Tensor& x, const RopeCosSin& 
   q = apply_multimodal_rotary_pos_emb(q, rope);
   k = apply_multimodal_rotary_pos_emb(k, rope);
   if (cache) std::tie(k, v) = cache->update(layer_idx_, k, v);  // [B, Hkv, T, D]
-  at::Tensor o = eager_attention(q, k, v, mask);                 // [B, H, S, D]
+  at::Tensor o = attention(q, k, v, mask);                       // [B, H, S, D]
   o = o.transpose(1, 2).reshape({B, S, n_heads_ * head_dim_});   // [B, S, H*D]
   return medr1::model::linear(o, o_proj->weight, o_proj->bias);
 }

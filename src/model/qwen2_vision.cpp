@@ -14,8 +14,8 @@
 #include <cmath>
 
 #include "medr1/core/error.h"
-#include "medr1/core/torch_compat.h"
 #include "medr1/io/json_util.h"
+#include "medr1/model/attention.h"
 #include "medr1/model/checkpoint.h"
 
 namespace medr1::model {
@@ -196,18 +196,17 @@ at::Tensor Qwen2VisionAttentionImpl::forward(const at::Tensor& x, const std::vec
     };
     at::Tensor qs = seg(q), ks = seg(k), vs = seg(v);
     at::Tensor o;
-#ifdef MEDR1_HAS_SDPA
-    o = at::scaled_dot_product_attention(qs, ks, vs);  // default scale 1/sqrt(Dh)
-#else
-    // HF eager: scores / sqrt(Dh), softmax in float32, cast back, @ v.
-    at::Tensor scores = at::matmul(qs, ks.transpose(-1, -2)) * inv_sqrt;  // [n, H, L, L]
-    at::Tensor probs = at::softmax(scores, -1, hi).to(dtype);
-    o = at::matmul(probs, vs);  // [n, H, L, Dh]
-#endif
+    if (use_sdpa_for(qs)) {
+      o = at::scaled_dot_product_attention(qs, ks, vs);  // default scale 1/sqrt(Dh)
+    } else {
+      // HF eager: scores / sqrt(Dh), softmax in float32, cast back, @ v.
+      at::Tensor scores = at::matmul(qs, ks.transpose(-1, -2)) * inv_sqrt;  // [n, H, L, L]
+      at::Tensor probs = at::softmax(scores, -1, hi).to(dtype);
+      o = at::matmul(probs, vs);  // [n, H, L, Dh]
+    }
     outs.push_back(o.permute({0, 2, 1, 3}).reshape({n * L, H * Dh}));  // [n*L, D]
     start += n * L;
   }
-  (void)inv_sqrt;
   TORCH_CHECK(start == P, "Qwen2VisionAttention: segments cover ", start, " of ", P, " rows");
   at::Tensor attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);  // [P, D]
   return proj->forward(attn);

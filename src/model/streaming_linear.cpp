@@ -146,11 +146,7 @@ void rows(const float* x, const WT* w, const float* bias, int64_t M, int64_t K, 
   }
 }
 
-bool cpu_has_avx512_bf16() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512bf16");
-  return ok;
-}
+bool cpu_has_avx512_bf16() { return cpu_isa_at_least(CpuIsa::Avx512Bf16); }
 
 // The AVX512-BF16 dot-product path serves bf16 inputs of 1..kStreamingLinearMaxRowsBf16Dot rows: the AVX2
 // kernel widens every weight to fp32 first (convert, shift, FMA per 8 weights), which measured here caps it at

@@ -20,6 +20,8 @@
 #include <memory>
 #include <random>
 
+#include "medr1/core/device.h"
+#include "medr1/model/attention.h"
 #include "medr1/core/error.h"
 #include "medr1/core/logging.h"
 #include "medr1/data/progress.h"
@@ -105,14 +107,8 @@ void to_device(Rollout& r, at::Device dev) {
 // data-parallel, because the NCCL group communicates on cuda:LOCAL_RANK.
 at::Device resolve_train_device(const std::string& spec, const dist::LaunchEnv& env) {
   if (spec == "cpu") return at::Device(at::kCPU);
-  MEDR1_CHECK(spec == "cuda" || spec.rfind("cuda:", 0) == 0, "device: expected cpu, cuda or cuda:N, got '", spec,
-              "'");
-  MEDR1_CHECK(at::hasCUDA(), "device ", spec, ": LibTorch was built without CUDA (or no CUDA driver / GPU is "
-              "available); use --device cpu");
-  const int64_t n_gpu = at::detail::getCUDAHooks().getNumGPUs();
-  const int64_t index = spec == "cuda" ? env.local_rank : std::stoll(spec.substr(5));
-  MEDR1_CHECK(index < n_gpu, "device ", spec, ": cuda:", index, " requested but only ", n_gpu,
-              " CUDA device(s) are visible", spec == "cuda" ? " (index = LOCAL_RANK)" : "");
+  const at::Device dev = resolve_device(spec, env.local_rank);  // errors: CPU-only build, no visible GPU, index
+  const int64_t index = dev.index();
   MEDR1_CHECK(!env.is_distributed() || index == env.local_rank, "device ", spec, ": rank ", env.rank,
               " has LOCAL_RANK ", env.local_rank, "; data-parallel runs use device cuda (cuda:LOCAL_RANK)");
   return at::Device(at::kCUDA, static_cast<at::DeviceIndex>(index));
@@ -166,6 +162,7 @@ TrainResult train(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
   // HF gradient_checkpointing_enable on the policy: every decoder layer and vision block recomputes its
   // activations in backward (the reference model and the no-grad logps never build a graph anyway).
   policy->set_gradient_checkpointing(cfg.gradient_checkpointing);
+  model::set_attn_implementation(model::parse_attn_implementation(cfg.attn_implementation));
   // Every rank starts from rank 0's weights (DDP's constructor broadcast) and averages its grads with the
   // others; hooks on the run parameters (bf16: their grads are averaged before the fp32 master copy).
   std::unique_ptr<dist::GradSync> sync;

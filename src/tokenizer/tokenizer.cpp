@@ -387,7 +387,7 @@ Tokenizer Tokenizer::from_dir(const std::string& dir) {
   const fs::path d(dir);
   const fs::path tok = d / "tokenizer.json";
   MEDR1_CHECK(fs::exists(tok), "tokenizer: ", tok.string(),
-              " not found (for medr1's test fixtures run scripts/fetch_tokenizers.sh)");
+              " not found (for medr1's test fixtures run scripts/tokenizer_fixtures.sh)");
   const fs::path cfg = d / "tokenizer_config.json";
   std::string cfg_text = fs::exists(cfg) ? read_file(cfg.string(), "tokenizer_config.json") : std::string();
   Tokenizer t = from_json_string(read_file(tok.string(), "tokenizer.json"), cfg_text);
@@ -402,7 +402,7 @@ Tokenizer Tokenizer::from_dir(const std::string& dir) {
 
 Tokenizer Tokenizer::from_file(const std::string& tokenizer_json, const std::string& tokenizer_config_json) {
   MEDR1_CHECK(std::filesystem::exists(tokenizer_json), "tokenizer: ", tokenizer_json,
-              " not found (for medr1's test fixtures run scripts/fetch_tokenizers.sh)");
+              " not found (for medr1's test fixtures run scripts/tokenizer_fixtures.sh)");
   std::string cfg_text;
   if (!tokenizer_config_json.empty()) cfg_text = read_file(tokenizer_config_json, "tokenizer_config.json");
   return from_json_string(read_file(tokenizer_json, "tokenizer.json"), cfg_text);

@@ -3,14 +3,21 @@
 // prefill tok/s = B*S / prefill time, decode tok/s = B*(N) / (generate(N+1) - generate(1)). Next to them, ceilings
 // measured in the same run: decode vs streaming the decoder + lm_head weights once per step at the measured read
 // bandwidth, prefill vs the measured matmul FLOP/s on the decoder's MLP shape. One JSON line per run.
+// --device cuda (CUDA builds): the model on the GPU; kernels run asynchronously there, so whole generate() calls are
+// timed after a warm-up call (prefill = generate(1), decode = generate(N+1) - generate(1); each call ends with its
+// tokens on the CPU), and the ceilings, measured on the CPU, are not printed (null).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <string>
 
 #include "ceilings.h"
+#include "medr1/core/device.h"
 #include "medr1/generate/generate.h"
 #include "medr1/model/qwen2_vl.h"
 
@@ -18,9 +25,10 @@ int main(int argc, char** argv) {
   CLI::App app{"medr1-bench-generate: prefill and decode tokens/s vs measured ceilings"};
   int64_t batch = 1, new_tokens = 8, layers = 28, vdepth = 32, text_tokens = 60;
   int threads = 0;
-  std::string dtype = "bf16";
+  std::string dtype = "bf16", device = "cpu";
   app.add_option("--batch", batch, "prompts per generate call");
   app.add_option("--dtype", dtype, "fp32 | bf16")->check(CLI::IsMember({"fp32", "bf16"}));
+  app.add_option("--device", device, "cpu | cuda[:N] (CUDA builds)");
   app.add_option("--new-tokens", new_tokens, "decode steps timed");
   app.add_option("--threads", threads, "intra-op threads (0 = default)");
   app.add_option("--layers", layers, "decoder layers (2B: 28)");
@@ -28,6 +36,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) at::set_num_threads(threads);
   const at::ScalarType dt = dtype == "bf16" ? at::kBFloat16 : at::kFloat;
+  const c10::Device dev = medr1::resolve_device(device);
 
   const auto cfg = medr1::bench::qwen2_vl_2b_config(layers, vdepth);
   const int64_t g = (384 + 14) / 28 * 2, P = g * g, n_img = P / 4;  // smart_resize 384 -> 392: 28x28 patches, 196 tokens
@@ -42,7 +51,7 @@ int main(int argc, char** argv) {
   at::manual_seed(0);
   medr1::model::Qwen2VLForConditionalGeneration model(cfg);
   model->eval();
-  model->to(dt);
+  model->to(dev, dt);
   medr1::generate::PromptBatch pb;
   pb.input_ids = at::tensor(ids, at::kLong).view({1, S}).repeat({batch, 1});
   pb.attention_mask = at::ones_like(pb.input_ids);
@@ -51,14 +60,27 @@ int main(int argc, char** argv) {
   medr1::generate::SamplingParams sp;  // greedy, no EOS: every run makes exactly the asked tokens
   sp.eos_token_ids = {};
 
-  // One run (prefills are expensive on CPU): the prefill and the N decode steps after the first token are timed
-  // inside generate(), which is what generate(N+1) - generate(1) measures.
-  sp.max_new_tokens = new_tokens + 1;
-  medr1::generate::GenerationTrace tr;
-  tr.keep_steps = false;
-  (void)medr1::generate::generate(model, pb, sp, &tr);
-  const double t_prefill = tr.prefill_s;
-  const double t_decode = std::max(1e-9, tr.decode_s);
+  // CPU: one run (prefills are expensive there): the prefill and the N decode steps after the first token are timed
+  // inside generate(), which is what generate(N+1) - generate(1) measures. GPU: whole calls (header).
+  double t_prefill = 0, t_decode = 0;
+  if (dev.is_cpu()) {
+    sp.max_new_tokens = new_tokens + 1;
+    medr1::generate::GenerationTrace tr;
+    tr.keep_steps = false;
+    (void)medr1::generate::generate(model, pb, sp, &tr);
+    t_prefill = tr.prefill_s;
+    t_decode = std::max(1e-9, tr.decode_s);
+  } else {
+    auto wall = [&](int64_t n) {
+      sp.max_new_tokens = n;
+      const auto t0 = std::chrono::steady_clock::now();
+      (void)medr1::generate::generate(model, pb, sp);
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    (void)wall(2);  // warm-up: CUDA context, cuBLAS handles, the caching allocator's blocks
+    t_prefill = wall(1);
+    t_decode = std::max(1e-9, wall(new_tokens + 1) - t_prefill);
+  }
   const double prefill_tok_s = static_cast<double>(batch * S) / t_prefill;
   const double decode_tok_s = static_cast<double>(batch * new_tokens) / t_decode;
 
@@ -69,22 +91,31 @@ int main(int argc, char** argv) {
     if (p.key().find("embed_tokens") == std::string::npos) text_params += static_cast<double>(p.value().numel());
   }
   for (const auto& p : model->visual->parameters()) vis_params += static_cast<double>(p.numel());
-  const double bw = medr1::bench::read_bandwidth(int64_t{512} << 20);
+  const double bw = dev.is_cpu() ? medr1::bench::read_bandwidth(int64_t{512} << 20) : NAN;
   const double decode_bound = static_cast<double>(batch) * bw / weight_bytes;
   // Prefill ceiling: 2 FLOP per weight per token (decoder) and per patch (vision), at the matmul rate.
   const double prefill_flops = 2.0 * text_params * static_cast<double>(batch * S) +
                                2.0 * vis_params * static_cast<double>(batch * P) +
                                2.0 * static_cast<double>(cfg.vocab_size * cfg.hidden_size * batch);
-  const double mm = medr1::bench::matmul_flops_per_s(std::min<int64_t>(batch * S, 2048), cfg.hidden_size, cfg.intermediate_size, dt);
+  const double mm = dev.is_cpu() ? medr1::bench::matmul_flops_per_s(std::min<int64_t>(batch * S, 2048),
+                                                                     cfg.hidden_size, cfg.intermediate_size, dt)
+                                  : NAN;
   const double prefill_flops_s = prefill_flops / t_prefill;
+  auto num = [](double v) {  // JSON number, or null for a ceiling not measured on this device
+    if (!std::isfinite(v)) return std::string("null");
+    char b[64];
+    std::snprintf(b, sizeof b, "%.3f", v);
+    return std::string(b);
+  };
   std::printf(
-      "{\"batch\": %lld, \"dtype\": \"%s\", \"layers\": %lld, \"vision_depth\": %lld, \"threads\": %d, "
-      "\"prompt_tokens\": %lld, \"new_tokens\": %lld, \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, "
-      "\"weight_bytes\": %.0f, \"read_bw_gb_s\": %.3f, \"decode_bound_tok_s\": %.3f, \"decode_vs_bound\": %.3f, "
-      "\"prefill_gflop_s\": %.3f, \"matmul_gflop_s\": %.3f, \"prefill_vs_matmul\": %.3f}\n",
-      static_cast<long long>(batch), dtype.c_str(), static_cast<long long>(layers), static_cast<long long>(vdepth),
-      at::get_num_threads(), static_cast<long long>(S), static_cast<long long>(new_tokens), prefill_tok_s,
-      decode_tok_s, weight_bytes, bw / 1e9, decode_bound, decode_tok_s / decode_bound, prefill_flops_s / 1e9, mm / 1e9,
-      prefill_flops_s / mm);
+      "{\"batch\": %lld, \"dtype\": \"%s\", \"device\": \"%s\", \"layers\": %lld, \"vision_depth\": %lld, "
+      "\"threads\": %d, \"prompt_tokens\": %lld, \"new_tokens\": %lld, \"prefill_tok_s\": %.3f, "
+      "\"decode_tok_s\": %.3f, \"weight_bytes\": %.0f, \"read_bw_gb_s\": %s, \"decode_bound_tok_s\": %s, "
+      "\"decode_vs_bound\": %s, \"prefill_gflop_s\": %.3f, \"matmul_gflop_s\": %s, \"prefill_vs_matmul\": %s}\n",
+      static_cast<long long>(batch), dtype.c_str(), dev.str().c_str(), static_cast<long long>(layers),
+      static_cast<long long>(vdepth), at::get_num_threads(), static_cast<long long>(S),
+      static_cast<long long>(new_tokens), prefill_tok_s, decode_tok_s, weight_bytes, num(bw / 1e9).c_str(),
+      num(decode_bound).c_str(), num(decode_tok_s / decode_bound).c_str(), prefill_flops_s / 1e9,
+      num(mm / 1e9).c_str(), num(prefill_flops_s / mm).c_str());
   return 0;
 }

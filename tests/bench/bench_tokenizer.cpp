@@ -1,6 +1,7 @@
 // medr1-bench-tokenizer: single-thread encode throughput (MB/s) of medr1::tokenizer::Tokenizer, and
 // the ratio to Hugging Face's Rust tokenizers measured on the same text by
-// scripts/bench_tokenizer_hf.js (run here when node and node_modules are present).
+// scripts/bench_tokenizer_hf.py (run here with $MEDR1_PYTHON, else the project's .venv python, when it
+// has PyPI's `tokenizers`, pinned in scripts/requirements.txt).
 // Text: --text FILE, else a built corpus (English licence texts, C++/Python/JS sources, OmniMedVQA
 // prompts) repeated to --mb. Chunks: cut after the first '\n' at or past every 4096 bytes.
 #include <CLI/CLI.hpp>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -114,13 +116,18 @@ std::vector<std::string_view> chunks(const std::string& text) {
 
 std::map<std::string, double> run_hf(const std::string& text_file, const std::string& tok_dir) {
   std::map<std::string, double> r;
-  const fs::path script = fs::path(MEDR1_SOURCE_DIR) / "scripts/bench_tokenizer_hf.js";
-  const fs::path mod = fs::path(MEDR1_SOURCE_DIR) / "node_modules/@anush008/tokenizers";
-  if (!fs::exists(script) || !fs::exists(mod) || std::system("node --version > /dev/null 2>&1") != 0) {
-    std::cout << "hf: skipped (node or node_modules missing: run scripts/fetch_tokenizers.sh)\n";
+  const fs::path script = fs::path(MEDR1_SOURCE_DIR) / "scripts/bench_tokenizer_hf.py";
+  const char* env_py = std::getenv("MEDR1_PYTHON");
+  const std::string py = env_py != nullptr && *env_py != '\0'
+                             ? std::string(env_py)
+                             : (fs::path(MEDR1_SOURCE_DIR) / ".venv/bin/python").string();
+  if (!fs::exists(script) || !fs::exists(py) ||
+      std::system(("'" + py + "' -c 'import tokenizers' > /dev/null 2>&1").c_str()) != 0) {
+    std::cout << "hf: skipped (" << py << " missing or without PyPI's tokenizers: run bash scripts/setup.sh)\n";
     return r;
   }
-  const std::string cmd = "node '" + script.string() + "' --text '" + text_file + "' --tokenizer '" + tok_dir + "'";
+  const std::string cmd =
+      "'" + py + "' '" + script.string() + "' --text '" + text_file + "' --tokenizer '" + tok_dir + "'";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
   char line[512];
@@ -149,7 +156,7 @@ int main(int argc, char** argv) {
   app.add_option("--mb", mb, "size of the built corpus in MB");
   app.add_option("--passes", passes, "timed passes (the first runs with an empty word cache)");
   app.add_option("--dump-text", dump, "write the text used to this file");
-  app.add_flag("--no-hf", no_hf, "do not run scripts/bench_tokenizer_hf.js");
+  app.add_flag("--no-hf", no_hf, "do not run scripts/bench_tokenizer_hf.py");
   CLI11_PARSE(app, argc, argv);
 
   try {

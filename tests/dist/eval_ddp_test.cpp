@@ -4,7 +4,7 @@
 // same summary.json as one process; the FGSM setting too; a rerun of the 2-rank job resumes from the
 // per-rank item JSONL without generating anything, and a run with another world size resumes from the
 // first one's items. Runs the medr1-eval binary of MEDR1_BINARY_DIR on the vendored tiny Qwen2-VL (skips
-// when it or the npm-fetched tokenizer is missing); every run has a timeout.
+// when it or the vendored tokenizer is missing); every run has a timeout.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "medr1/generate/parity_generate.h"
+#include "medr1/model/attention.h"
 #include "medr1/model/parity.h"
 
 namespace {
@@ -72,6 +73,29 @@ TEST(ParitySets, ImagesReal) {
   expect_all_pass(rep);
   EXPECT_TRUE(has_check(rep, "img_palette_gray_png", "error"));
   EXPECT_TRUE(has_check(rep, "img_retina_jpg", "decoded_rgb_head"));
+}
+
+// The same sets, pass marks and greedy tokens with attention through at::scaled_dot_product_attention (the
+// fused path CUDA takes by default; on CPU ATen's fused kernel) instead of transformers' eager math.
+struct SdpaScope {
+  SdpaScope() { medr1::model::set_attn_implementation(medr1::model::AttnImplementation::Sdpa); }
+  ~SdpaScope() { medr1::model::set_attn_implementation(medr1::model::AttnImplementation::Auto); }
+};
+
+TEST(ParitySets, Qwen2VLTinyWithSdpa) {
+  SdpaScope sdpa;
+  auto rep = run_set("qwen2vl-tiny");
+  ASSERT_EQ(rep.cases.size(), 11u);
+  EXPECT_GT(expect_all_pass(rep), 40u);
+  EXPECT_EQ(rep.count(CaseStatus::Skipped), 0);
+}
+
+TEST(ParitySets, Qwen2_5VLTinyWithSdpa) {
+  SdpaScope sdpa;
+  auto rep = run_set("qwen2_5vl-tiny");
+  ASSERT_EQ(rep.cases.size(), 8u);
+  EXPECT_GT(expect_all_pass(rep), 30u);
+  EXPECT_EQ(rep.count(CaseStatus::Skipped), 0);
 }
 
 TEST(ParitySets, MissingSetIsAnError) {

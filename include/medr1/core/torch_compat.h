@@ -1,53 +1,31 @@
-// The ONLY place where LibTorch 1.13 (Debian) and 2.x (PyTorch wheel) differ for medr1.
-// Everything version-dependent is expressed here as a macro, alias or small inline function:
-//   - MEDR1_TORCH_2: defined on LibTorch >= 2.0.
-//   - MEDR1_HAS_SDPA: at::scaled_dot_product_attention usable (>= 2.1).
-//   - c10d: ProcessGroup (1.13) vs Backend (2.x) for the concrete gloo/NCCL classes.
+// The ONLY place where LibTorch versions differ for medr1, and where the c10d headers are pulled in.
+// medr1 builds against LibTorch >= 2.1 (the pinned PyTorch wheel of scripts/requirements.txt; cmake/medr1_torch.cmake
+// refuses older ones). Debian's libtorch-dev 1.13 is no longer supported: what existed only for it (the c10d
+// ProcessGroup-vs-Backend alias, string optimizer-state keys, the no-SDPA fallback) is gone.
 #pragma once
 
 #include <torch/version.h>
 
-#if TORCH_VERSION_MAJOR >= 2
-#define MEDR1_TORCH_2 1
-#endif
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-#define MEDR1_HAS_SDPA 1
-#endif
-
 // ---- optimizer state keys ------------------------------------------------------------------------
-// torch::optim::Optimizer::state() is keyed by the parameter's TensorImpl address: as a string
-// (c10::guts::to_string of the pointer, i.e. ostream << ptr) on 1.13, as the void* itself on 2.x.
+// torch::optim::Optimizer::state() is keyed by the parameter's TensorImpl address (void*).
 #include <ATen/core/Tensor.h>
-
-#include <sstream>
-#include <string>
-#include <type_traits>
 
 namespace medr1::compat {
 template <class StateMap>
 typename StateMap::key_type optimizer_state_key(const StateMap&, const at::Tensor& p) {
-  using Key = typename StateMap::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream os;
-    os << p.unsafeGetTensorImpl();
-    return os.str();
-  } else {
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-  }
+  return static_cast<typename StateMap::key_type>(p.unsafeGetTensorImpl());
 }
 }  // namespace medr1::compat
 
 // ---- c10d (distributed) -------------------------------------------------------------------------
-// The concrete gloo/NCCL classes derive from c10d::ProcessGroup in 1.13 and from c10d::Backend in
-// 2.x; the collective methods (allreduce/broadcast/allgather/barrier -> intrusive_ptr<c10d::Work>),
-// ProcessGroupGloo::Options::create(timeout), the TCPStore(host, TCPStoreOptions) constructor and
-// Work::wait(timeout) have the same shape in both. The heavy c10d headers are pulled in only by
+// The concrete gloo/NCCL classes derive from c10d::Backend; collectives return intrusive_ptr<c10d::Work>.
+// The heavy c10d headers are pulled in only by
 // translation units that `#define MEDR1_COMPAT_C10D` before their first include of this header
 // (src/dist/*.cpp); everyone else sees nothing of c10d here.
 #if defined(MEDR1_COMPAT_C10D) && !defined(MEDR1_COMPAT_C10D_LOADED)
 #define MEDR1_COMPAT_C10D_LOADED 1
 #ifndef USE_C10D_GLOO
-#define USE_C10D_GLOO 1  // Debian's TorchConfig exports it; the wheel's may not (header empty without)
+#define USE_C10D_GLOO 1  // torch_cpu's CMake target exports it; the header is empty without it
 #endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -66,11 +44,7 @@ typename StateMap::key_type optimizer_state_key(const StateMap&, const at::Tenso
 
 namespace medr1::compat {
 
-#ifdef MEDR1_TORCH_2
-using C10dBackend = ::c10d::Backend;  // 2.x: ProcessGroupGloo/NCCL : Backend
-#else
-using C10dBackend = ::c10d::ProcessGroup;  // 1.13: ProcessGroupGloo/NCCL : ProcessGroup
-#endif
+using C10dBackend = ::c10d::Backend;  // ProcessGroupGloo/NCCL : Backend
 
 // TCPStore for rendezvous; the server (rank 0) waits for `world_size` clients within `timeout`.
 inline c10::intrusive_ptr<::c10d::Store> make_tcp_store(const std::string& host, std::uint16_t port,

@@ -41,6 +41,7 @@ struct EvalOptions {
   int64_t max_new_tokens = 256;
   int64_t batch_size = 8;
   std::string dtype;            // "" = config torch_dtype; "float32" | "bfloat16" | "float16"
+  std::string attn_implementation = "auto";  // auto | eager | sdpa | flash_attention_2 (model/attention.h)
   int64_t min_pixels = 3136;
   int64_t max_pixels = 401408;
   int64_t limit = 0;            // > 0: only the first `limit` records of each split (quick runs)

@@ -25,6 +25,7 @@ struct InferOptions {
   int64_t min_pixels = 3136;
   std::string dtype = "fp32";        // fp32 | bf16
   std::string device = "cpu";        // cpu | cuda[:N] (only with MEDR1_CUDA)
+  std::string attn_implementation = "auto";  // auto | eager | sdpa | flash_attention_2 (model/attention.h)
   int threads = 0;                   // 0 = hardware cores
   // Sampling: a flag left unset keeps generation_config.json's value (as transformers merges kwargs).
   bool do_sample = false;

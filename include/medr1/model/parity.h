@@ -9,6 +9,7 @@
 #pragma once
 
 #include <ATen/core/ScalarType.h>
+#include <c10/core/Device.h>
 
 #include <ATen/core/Tensor.h>
 
@@ -24,6 +25,9 @@ struct ParityOptions {
   std::string set_dir;
   at::ScalarType dtype = at::kFloat;  // bf16: errors are reported, float pass marks are not applied
   std::vector<std::string> only_cases;  // empty = all
+  // Where the model runs (cuda: MEDR1_CUDA builds). Preprocessing, image_grid_thw and every comparison stay on
+  // the CPU; the same goldens and pass marks apply, so a cuda run that passes agrees with the CPU one.
+  at::Device device = at::kCPU;
 };
 
 struct TensorCheck {

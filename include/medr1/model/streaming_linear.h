@@ -1,4 +1,4 @@
-// y = x W^T + b for inputs with few rows (decode steps): the LibTorch 1.13 CPU GEMM paths are far from the
+// y = x W^T + b for inputs with few rows (decode steps): LibTorch's CPU GEMM paths (measured on 1.13) are far from the
 // weight-streaming bound at M = 1..16 (bf16 goes through a slow generic kernel, fp32 sgemm pays a large
 // per-call overhead), so for inference on CPU a kernel that streams each weight row once, converting bf16 to
 // fp32 on the fly and accumulating in fp32 (as the bf16 GEMMs do), is used instead. Same contract as

@@ -30,7 +30,7 @@ struct GRPOConfig {
   double num_train_epochs;
   int64_t max_steps, save_steps, logging_steps;
   bool save_only_model, bf16, gradient_checkpointing;
-  std::string device;
+  std::string device, attn_implementation;
   int64_t max_pixels, min_pixels, seed;
   // Sampling
   double temperature;
@@ -90,6 +90,8 @@ struct GRPOConfig {
       "recompute each decoder layer's / vision block's activations in backward (policy only)");
     v(c.device, "device", S{"cpu"},
       "cpu | cuda | cuda:N (under torchrun, cuda = cuda:LOCAL_RANK and the NCCL backend; gloo on cpu)");
+    v(c.attn_implementation, "attn_implementation", S{"auto"},
+      "auto | eager | sdpa | flash_attention_2 (= sdpa): auto = sdpa on CUDA, eager (transformers' math) on CPU");
     v(c.max_pixels, "max_pixels", int64_t{401408}, "image processor max_pixels (512*28*28)");
     v(c.min_pixels, "min_pixels", int64_t{3136}, "image processor min_pixels (4*28*28)");
     v(c.seed, "seed", int64_t{42}, "random seed (data order, sampling, init)");

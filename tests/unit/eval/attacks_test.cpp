@@ -94,7 +94,7 @@ TEST(Attacks, ParseNames) {
 }
 
 TEST(Attacks, ExampleLayout) {
-  if (!have_data()) GTEST_SKIP() << "tokenizer.json not fetched (scripts/fetch_tokenizers.sh)";
+  if (!have_data()) GTEST_SKIP() << "tokenizer.json not fetched (scripts/tokenizer_fixtures.sh)";
   Fixture& f = fixture();
   ASSERT_EQ(f.image.grid_thw[1], 4);
   ASSERT_EQ(f.image.grid_thw[2], 4);
@@ -143,7 +143,7 @@ TEST(Attacks, ProcessorGradientMatchesFiniteDifferences) {
 }
 
 TEST(Attacks, ModelGradientMatchesFiniteDifferences) {
-  if (!have_data()) GTEST_SKIP() << "tokenizer.json not fetched (scripts/fetch_tokenizers.sh)";
+  if (!have_data()) GTEST_SKIP() << "tokenizer.json not fetched (scripts/tokenizer_fixtures.sh)";
   Fixture& f = fixture();
   for (AttackLoss loss : {AttackLoss::answer, AttackLoss::first_token}) {
     const AttackExample& ex = loss == AttackLoss::answer ? f.answer_ex : f.first_ex;
@@ -169,7 +169,7 @@ TEST(Attacks, ModelGradientMatchesFiniteDifferences) {
 }
 
 TEST(Attacks, EpsilonBallHoldsForEveryPixel) {
-  if (!have_data()) GTEST_SKIP() << "tokenizer.json not fetched (scripts/fetch_tokenizers.sh)";
+  if (!have_data()) GTEST_SKIP() << "tokenizer.json not fetched (scripts/tokenizer_fixtures.sh)";
   Fixture& f = fixture();
   for (AttackType t : {AttackType::fgsm, AttackType::pgd}) {
     for (double eps : {8.0 / 255.0, 0.03}) {
@@ -195,7 +195,7 @@ TEST(Attacks, EpsilonBallHoldsForEveryPixel) {
 }
 
 TEST(Attacks, LossOrderingCleanFgsmPgd) {
-  if (!have_data()) GTEST_SKIP() << "tokenizer.json not fetched (scripts/fetch_tokenizers.sh)";
+  if (!have_data()) GTEST_SKIP() << "tokenizer.json not fetched (scripts/tokenizer_fixtures.sh)";
   Fixture& f = fixture();
   for (AttackLoss loss : {AttackLoss::answer, AttackLoss::first_token}) {
     const AttackExample& ex = loss == AttackLoss::answer ? f.answer_ex : f.first_ex;

@@ -82,7 +82,7 @@ json read_json(const fs::path& p) {
 }  // namespace
 
 TEST(EvalRun, RealSplitNamesEveryItemScoredOrErrorAndResume) {
-  if (!have_tokenizer()) GTEST_SKIP() << "tokenizer.json not fetched (scripts/fetch_tokenizers.sh)";
+  if (!have_tokenizer()) GTEST_SKIP() << "tokenizer.json not fetched (scripts/tokenizer_fixtures.sh)";
   const fs::path dir = fresh("clean");
   const fs::path root = dir / "root";
   // OCT's second record (a .jpg path) has no image: it must become an error item, not stop the run.
@@ -149,7 +149,7 @@ TEST(EvalRun, RealSplitNamesEveryItemScoredOrErrorAndResume) {
 }
 
 TEST(EvalRun, AttacksOnOneSplitFile) {
-  if (!have_tokenizer()) GTEST_SKIP() << "tokenizer.json not fetched (scripts/fetch_tokenizers.sh)";
+  if (!have_tokenizer()) GTEST_SKIP() << "tokenizer.json not fetched (scripts/tokenizer_fixtures.sh)";
   const fs::path dir = fresh("attacks");
   const fs::path root = dir / "root";
   write_images(root, "");

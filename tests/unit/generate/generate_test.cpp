@@ -321,7 +321,7 @@ TEST(SamplingParams, FromGenerationConfig) {
 TEST(BuildPromptBatch, ReproducesGoldenInputIds) {
   const std::string tok_dir = std::string(MEDR1_TEST_DATA) + "/tokenizer/qwen2vl";
   if (!std::ifstream(tok_dir + "/tokenizer.json").good())
-    GTEST_SKIP() << "tokenizer fixture missing (run scripts/fetch_tokenizers.sh)";
+    GTEST_SKIP() << "tokenizer fixture missing (run scripts/tokenizer_fixtures.sh)";
   auto tok = medr1::tokenizer::Tokenizer::from_dir(tok_dir);
   std::ifstream f(kTiny + "/goldens.json");
   nlohmann::json gj = nlohmann::json::parse(f);

@@ -70,7 +70,7 @@ medr1::generate::InferOptions base_opts(const fs::path& in, const fs::path& out)
 }
 
 TEST(Infer, DemoItemsGiveAnswerLinesAndErrorLinesForBadImages) {
-  if (!have_fixtures()) GTEST_SKIP() << "tokenizer fixture (scripts/fetch_tokenizers.sh) or data/demo missing";
+  if (!have_fixtures()) GTEST_SKIP() << "tokenizer fixture (scripts/tokenizer_fixtures.sh) or data/demo missing";
   fs::path d = temp_dir("smoke");
   json recs = demo_records(4);
   recs.insert(recs.begin() + 1, json{{"image", "Images/nope/missing.png"}, {"problem", "Q? A)x, B)y"}});

@@ -1,10 +1,12 @@
 // medr1::model::linear (weight-streaming kernel for few-row inputs) vs at::linear in float64: fp32 within float
 // rounding, bf16 within one bf16 rounding of the fp32-accumulated result, odd K tails, bias, leading dims, and the
-// fallbacks (autograd, many rows) that must stay on at::linear.
+// fallbacks (autograd, many rows) that must stay on at::linear. Runs on the CPU path it is started with (ctest
+// repeats the kernel tests with MEDR1_CPU_ISA=avx2 and =portable; the AVX512-BF16 path where the CPU has it).
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
+#include "medr1/core/cpu_features.h"
 #include "medr1/core/error.h"
 #include "medr1/model/streaming_linear.h"
 
@@ -31,7 +33,7 @@ TEST(StreamingLinear, Fp32MatchesFloat64AcrossRowCountsAndTails) {
       EXPECT_LT((y0.to(at::kDouble) - ref64(x, w, at::Tensor())).abs().max().item<double>(), 2e-4);
     }
   }
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx2 = medr1::cpu_isa_at_least(medr1::CpuIsa::Avx2);  // MEDR1_CPU_ISA=portable: at::linear
   EXPECT_EQ(medr1::model::streaming_linear_applies(at::randn({1, 1, 64}), at::randn({8, 64}), at::Tensor()), avx2);
 }
 
@@ -42,8 +44,9 @@ TEST(StreamingLinear, Bf16RoundsOnceFromFp32Accumulation) {
   at::Tensor w = at::randn({301, 130}).to(at::kBFloat16), b = at::randn({301}).to(at::kBFloat16);
   for (int64_t M : {1, 2, 3, 4, 5, 9, 16}) {
     at::Tensor x = at::randn({M, 130}).to(at::kBFloat16);
-    const bool dot = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
-    EXPECT_EQ(medr1::model::streaming_linear_applies(x, w, b), M <= (dot ? 16 : 4)) << M;
+    const bool dot = medr1::cpu_isa_at_least(medr1::CpuIsa::Avx512Bf16);
+    const bool avx2 = medr1::cpu_isa_at_least(medr1::CpuIsa::Avx2);
+    EXPECT_EQ(medr1::model::streaming_linear_applies(x, w, b), avx2 && M <= (dot ? 16 : 4)) << M;
     at::Tensor y = medr1::model::linear(x, w, b);
     EXPECT_EQ(y.scalar_type(), at::kBFloat16);
     at::Tensor r = ref64(x, w, b);

@@ -18,7 +18,7 @@ using test::fs::path;
 TEST(GrpoTrainerBatch, TwoPromptsEqualTwoAccumulatedMicroBatches) {
   const auto root = test::make_temp_dir("grpo_batch");
   const std::string model = test::make_tiny_model_dir(root);
-  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/fetch_tokenizers.sh)";
+  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/tokenizer_fixtures.sh)";
   const std::string data = test::make_demo_slice(root, 2);
   // Images of 56..112 px under max_pixels 12544 give prompts of different lengths (left padding used).
   GRPOConfig a = test::tiny_run_config(model, data, root / "batch2");

@@ -33,7 +33,7 @@ at::Tensor probe_logits(model::Qwen2VLForConditionalGeneration& m) {
 TEST(GrpoTrainerCheckpoint, FolderIsCompleteAndReloadsWithIdenticalLogits) {
   const auto root = test::make_temp_dir("grpo_ckpt");
   const std::string model = test::make_tiny_model_dir(root);
-  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/fetch_tokenizers.sh)";
+  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/tokenizer_fixtures.sh)";
   GRPOConfig c = test::tiny_run_config(model, test::make_demo_slice(root, 4), root / "run");
   c.max_steps = 2;
   c.save_steps = 2;
@@ -99,7 +99,7 @@ TEST(GrpoTrainerCheckpoint, KillDuringCheckpointWriteThenResumeMatchesUninterrup
   if (!fs::exists(bin)) GTEST_SKIP() << bin << " not built (cmake --build --target medr1-train)";
   const auto root = test::make_temp_dir("grpo_kill");
   const std::string model = test::make_tiny_model_dir(root);
-  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/fetch_tokenizers.sh)";
+  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/tokenizer_fixtures.sh)";
   GRPOConfig c = test::tiny_run_config(model, test::make_demo_slice(root, 3), root / "x");
   c.max_steps = 5;
   c.save_steps = 2;
@@ -128,7 +128,7 @@ TEST(GrpoTrainerCheckpoint, KillDuringCheckpointWriteThenResumeMatchesUninterrup
 TEST(GrpoTrainerCheckpoint, NanLossStopsNamingTheStep) {
   const auto root = test::make_temp_dir("grpo_nan");
   const std::string model = test::make_tiny_model_dir(root);
-  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/fetch_tokenizers.sh)";
+  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/tokenizer_fixtures.sh)";
   {
     auto m = model::load_qwen2_vl(model);
     at::NoGradGuard ng;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "grpo_trainer_test_util.h"
+#include "medr1/core/device.h"
 #include "medr1/core/error.h"
 #include "medr1/io/safetensors.h"
 #include "medr1/rl/grpo_trainer.h"
@@ -56,7 +57,7 @@ TrainerHooks quiet_hooks(const RewardRegistry* reg) {
 TEST(GrpoTrainerOptions, GradientCheckpointingGivesTheSameUpdateOnExplicitCpu) {
   const auto root = test::make_temp_dir("grpo_gc");
   const std::string model = test::make_tiny_model_dir(root);
-  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/fetch_tokenizers.sh)";
+  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/tokenizer_fixtures.sh)";
   GRPOConfig a = test::tiny_run_config(model, test::make_demo_slice(root, 1), root / "plain");
   a.max_steps = 1;
   a.num_generations = 3;
@@ -86,7 +87,7 @@ TEST(GrpoTrainerOptions, GradientCheckpointingGivesTheSameUpdateOnExplicitCpu) {
 }
 
 TEST(GrpoTrainerOptions, CudaDeviceWithoutCudaIsAClearError) {
-  if (at::hasCUDA()) GTEST_SKIP() << "this LibTorch has CUDA";
+  if (medr1::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is visible";
   const auto root = test::make_temp_dir("grpo_dev");
   GRPOConfig c = test::tiny_run_config((root / "no-model").string(), (root / "no-data.json").string(), root / "run");
   for (const char* dev : {"cuda", "cuda:1"}) {
@@ -96,8 +97,12 @@ TEST(GrpoTrainerOptions, CudaDeviceWithoutCudaIsAClearError) {
       ADD_FAILURE() << "expected an error for device " << dev;
     } catch (const Error& e) {
       const std::string msg = e.what();
-      EXPECT_NE(msg.find(std::string("device ") + dev + ": LibTorch was built without CUDA"), std::string::npos)
-          << msg;
+#ifdef MEDR1_CUDA
+      const std::string why = "no CUDA device is visible";
+#else
+      const std::string why = "this is a CPU-only build of medr1";
+#endif
+      EXPECT_NE(msg.find(std::string("--device ") + dev + ": " + why), std::string::npos) << msg;
     }
   }
   for (const char* bad : {"gpu", "cuda:", "cuda:x", "CUDA"}) {
@@ -118,7 +123,7 @@ TEST(GrpoTrainerOptions, CudaDeviceWithoutCudaIsAClearError) {
 TEST(GrpoTrainerOptions, Bf16KeepsFp32MasterWeightsAndTracksTheFp32Update) {
   const auto root = test::make_temp_dir("grpo_bf16");
   const std::string model = test::make_tiny_model_dir(root);
-  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/fetch_tokenizers.sh)";
+  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/tokenizer_fixtures.sh)";
   GRPOConfig f = test::tiny_run_config(model, test::make_demo_slice(root, 2), root / "fp32");
   f.algo = "sft";
   f.max_steps = 2;
@@ -169,7 +174,7 @@ TEST(GrpoTrainerOptions, Bf16KeepsFp32MasterWeightsAndTracksTheFp32Update) {
 TEST(GrpoTrainerOptions, NumIterationsReusesOneGenerationWithClipping) {
   const auto root = test::make_temp_dir("grpo_iters");
   const std::string model = test::make_tiny_model_dir(root);
-  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/fetch_tokenizers.sh)";
+  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/tokenizer_fixtures.sh)";
   GRPOConfig c = test::tiny_run_config(model, test::make_demo_slice(root, 2), root / "run");
   c.num_iterations = 2;
   c.max_steps = 4;  // two generation rounds, each used for two updates
@@ -219,7 +224,7 @@ TEST(GrpoTrainerOptions, NumIterationsReusesOneGenerationWithClipping) {
 TEST(GrpoTrainerOptions, EpochTailKeepsThePartialBatchAndShortLastStep) {
   const auto root = test::make_temp_dir("grpo_tail");
   const std::string model = test::make_tiny_model_dir(root);
-  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/fetch_tokenizers.sh)";
+  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/tokenizer_fixtures.sh)";
   GRPOConfig c = test::tiny_run_config(model, test::make_demo_slice(root, 5), root / "run");
   c.max_steps = -1;
   c.num_train_epochs = 2;
@@ -255,7 +260,7 @@ TEST(GrpoTrainerOptions, EpochTailKeepsThePartialBatchAndShortLastStep) {
 TEST(GrpoTrainerOptions, ResumeAfterAnEpochTailStepMatchesTheUninterruptedRun) {
   const auto root = test::make_temp_dir("grpo_tail_resume");
   const std::string model = test::make_tiny_model_dir(root);
-  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/fetch_tokenizers.sh)";
+  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/tokenizer_fixtures.sh)";
   GRPOConfig full = test::tiny_run_config(model, test::make_demo_slice(root, 3), root / "full");
   full.algo = "sft";
   full.per_device_train_batch_size = 2;

@@ -1,5 +1,5 @@
 // Shared fixtures of the grpo_trainer_* tests: a temp run folder, the vendored qwen2vl-tiny checkpoint made
-// trainable (plus the npm-fetched Qwen2-VL tokenizer.json), a 4-record slice of the demo data set, and a
+// trainable (plus the vendored Qwen2-VL tokenizer.json), a 4-record slice of the demo data set, and a
 // config with tiny rollouts.
 #pragma once
 
@@ -25,7 +25,7 @@ inline fs::path make_temp_dir(const std::string& tag) {
   return p;
 }
 
-// Returns "" (and the caller skips) when the tokenizer fixture was not fetched (scripts/fetch_tokenizers.sh).
+// Returns "" (and the caller skips) when the tokenizer fixture was not fetched (scripts/tokenizer_fixtures.sh).
 inline std::string make_tiny_model_dir(const fs::path& root) {
   const fs::path tok = fs::path(MEDR1_TEST_DATA) / "tokenizer" / "qwen2vl" / "tokenizer.json";
   if (!fs::exists(tok)) return "";

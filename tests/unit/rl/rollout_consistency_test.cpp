@@ -25,7 +25,7 @@ using namespace medr1;
 
 TEST(RolloutConsistency, GenerationLogprobsEqualLossForwardLogprobs) {
   const fs::path tok_json = fs::path(MEDR1_TEST_DATA) / "tokenizer" / "qwen2vl" / "tokenizer.json";
-  if (!fs::exists(tok_json)) GTEST_SKIP() << "tokenizer fixture missing (run scripts/fetch_tokenizers.sh)";
+  if (!fs::exists(tok_json)) GTEST_SKIP() << "tokenizer fixture missing (run scripts/tokenizer_fixtures.sh)";
   auto model = model::load_qwen2_vl(std::string(MEDR1_TEST_DATA) + "/qwen2vl-tiny", at::kFloat);
   const auto tok = tokenizer::Tokenizer::from_file(tok_json.string());
 

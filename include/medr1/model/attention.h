@@ -1,0 +1,29 @@
+// Which attention math the model runs, as transformers' `attn_implementation`:
+//   eager  transformers' eager math (scores in the activations' dtype, softmax in float32, cast back, @ v): what the
+//          parity goldens were made with, and the CPU default;
+//   sdpa   at::scaled_dot_product_attention (fused flash / memory-efficient kernels on CUDA, ATen's fused CPU kernel);
+//   auto   sdpa for CUDA tensors, eager for CPU tensors (the default).
+// `flash_attention_2` (Med-R1's flag value) is accepted as sdpa: on CUDA it selects the flash kernel where the
+// shapes allow it. The choice is process-wide, like one model config shared by every loaded model; parity runs
+// pass eager explicitly.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+namespace medr1::model {
+
+enum class AttnImplementation { Auto, Eager, Sdpa };
+
+// "auto" | "eager" | "sdpa" | "flash_attention_2"; anything else throws medr1::Error naming the value.
+AttnImplementation parse_attn_implementation(const std::string& name);
+const char* attn_implementation_name(AttnImplementation impl);
+
+void set_attn_implementation(AttnImplementation impl);
+AttnImplementation attn_implementation();
+
+// True when attention over tensors on `t`'s device runs through SDPA under the current setting.
+bool use_sdpa_for(const at::Tensor& t);
+
+}  // namespace medr1::model
