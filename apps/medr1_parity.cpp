@@ -22,6 +22,10 @@ int main(int argc, char** argv) {
                  "cpu | cuda[:N] (CUDA builds): where the model runs; same goldens and pass marks (fp32 on CUDA "
                  "runs without TF32, LibTorch's default)")
       ->capture_default_str();
+  std::string attn = "eager";
+  app.add_option("--attn-implementation,--attn_implementation", attn,
+                 "eager (transformers' math, what the goldens were made with) | sdpa | flash_attention_2 | auto")
+      ->capture_default_str();
   app.add_option("--threads", threads, "intra-op threads (0 = LibTorch default)");
   app.add_option("--case", cases, "run only these cases");
   CLI11_PARSE(app, argc, argv);
@@ -33,6 +37,7 @@ int main(int argc, char** argv) {
     opt.dtype = medr1::model::dtype_from_name(dtype);
     opt.only_cases = cases;
     opt.device = medr1::resolve_device(device);
+    opt.attn = medr1::model::parse_attn_implementation(attn);
     auto rep = medr1::model::run_parity_set(opt);
     std::cout << medr1::model::format_report(rep);
     return rep.ok() ? 0 : 1;

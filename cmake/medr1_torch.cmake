@@ -22,6 +22,13 @@ if(MEDR1_CUDA)
   endif()
   target_link_libraries(medr1_torch_deps INTERFACE ${TORCH_LIBRARIES})
   target_compile_definitions(medr1_torch_deps INTERFACE MEDR1_CUDA=1)
+  # libtorch_cuda needs the NCCL / cuDNN / cuBLAS the wheel ships (site-packages/nvidia/*/lib, found at run time
+  # through its own RPATH); the linker must resolve them there too, not in the toolkit's older copies
+  # (/usr/local/cuda/lib64/libnccl.so.2 lacks symbols torch 2.12 uses).
+  file(GLOB _medr1_nv_libdirs LIST_DIRECTORIES true "${TORCH_INSTALL_PREFIX}/../nvidia/*/lib")
+  foreach(_dir ${_medr1_nv_libdirs})
+    target_link_options(medr1_torch_deps INTERFACE "LINKER:-rpath-link,${_dir}")
+  endforeach()
 else()
   target_link_libraries(medr1_torch_deps INTERFACE torch_cpu_library c10)
 endif()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine for medr1 and builds it.
-#   - installs the Debian packages (needs root or sudo): toolchain, gloo headers, image/text libraries, GoogleTest;
+#   - installs the Debian packages (needs root or sudo): toolchain, gloo headers, image/text libraries, GoogleTest,
+#     qemu-user (the tests' emulated AVX2-only CPU);
 #   - makes the project-local virtual environment .venv with the pinned scripts/requirements.txt: the PyTorch
 #     2.12.1 wheel (its LibTorch, CUDA 13.0 build, is the CMake prefix of every build) and Hugging Face's
 #     `tokenizers` (the differential tokenizer test's reference). Never a system-wide pip install;
@@ -19,7 +20,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
 # ---- Debian packages ---------------------------------------------------------------------------------------
-PKGS=(build-essential cmake ninja-build pkg-config ccache git xz-utils iproute2
+PKGS=(build-essential cmake ninja-build pkg-config ccache git xz-utils iproute2 qemu-user
       libgloo-dev libstb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libbenchmark-dev
       libpcre2-dev libutf8proc-dev libjpeg62-turbo-dev libpng-dev)
 missing=()

@@ -441,6 +441,11 @@ int ParityReport::count(CaseStatus s) const {
 }
 
 ParityReport run_parity_set(const ParityOptions& opt) {
+  struct AttnScope {
+    AttnImplementation saved = attn_implementation();
+    explicit AttnScope(AttnImplementation a) { set_attn_implementation(a); }
+    ~AttnScope() { set_attn_implementation(saved); }
+  } attn_scope(opt.attn);
   SetCtx s;
   s.dir = opt.set_dir;
   s.dtype = opt.dtype;

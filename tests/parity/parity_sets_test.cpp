@@ -13,10 +13,12 @@ namespace {
 
 using medr1::model::CaseStatus;
 
-medr1::model::ParityReport run_set(const std::string& name) {
+medr1::model::ParityReport run_set(const std::string& name,
+                                   medr1::model::AttnImplementation attn = medr1::model::AttnImplementation::Eager) {
   medr1::generate::register_parity_generate();
   medr1::model::ParityOptions opt;
   opt.set_dir = std::string(MEDR1_TEST_DATA) + "/" + name;
+  opt.attn = attn;
   return medr1::model::run_parity_set(opt);
 }
 
@@ -77,22 +79,17 @@ TEST(ParitySets, ImagesReal) {
 
 // The same sets, pass marks and greedy tokens with attention through at::scaled_dot_product_attention (the
 // fused path CUDA takes by default; on CPU ATen's fused kernel) instead of transformers' eager math.
-struct SdpaScope {
-  SdpaScope() { medr1::model::set_attn_implementation(medr1::model::AttnImplementation::Sdpa); }
-  ~SdpaScope() { medr1::model::set_attn_implementation(medr1::model::AttnImplementation::Auto); }
-};
+constexpr auto kSdpa = medr1::model::AttnImplementation::Sdpa;
 
 TEST(ParitySets, Qwen2VLTinyWithSdpa) {
-  SdpaScope sdpa;
-  auto rep = run_set("qwen2vl-tiny");
+  auto rep = run_set("qwen2vl-tiny", kSdpa);
   ASSERT_EQ(rep.cases.size(), 11u);
   EXPECT_GT(expect_all_pass(rep), 40u);
   EXPECT_EQ(rep.count(CaseStatus::Skipped), 0);
 }
 
 TEST(ParitySets, Qwen2_5VLTinyWithSdpa) {
-  SdpaScope sdpa;
-  auto rep = run_set("qwen2_5vl-tiny");
+  auto rep = run_set("qwen2_5vl-tiny", kSdpa);
   ASSERT_EQ(rep.cases.size(), 8u);
   EXPECT_GT(expect_all_pass(rep), 30u);
   EXPECT_EQ(rep.count(CaseStatus::Skipped), 0);

@@ -11,6 +11,8 @@
 #include <ATen/core/ScalarType.h>
 #include <c10/core/Device.h>
 
+#include "medr1/model/attention.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <functional>
@@ -28,6 +30,9 @@ struct ParityOptions {
   // Where the model runs (cuda: MEDR1_CUDA builds). Preprocessing, image_grid_thw and every comparison stay on
   // the CPU; the same goldens and pass marks apply, so a cuda run that passes agrees with the CPU one.
   at::Device device = at::kCPU;
+  // Attention math for the run: transformers' eager (what the goldens were made with) unless asked otherwise; the
+  // process-wide setting (model/attention.h) is restored afterwards.
+  AttnImplementation attn = AttnImplementation::Eager;
 };
 
 struct TensorCheck {
