@@ -1,14 +1,14 @@
 // medr1-infer: batched Med-R1-style inference (greedy by default, like Med-R1's eval scripts) over a prompt file,
-// writing resumable JSONL. Thin: flags -> medr1::generate::run_inference (src/generate/infer.cpp).
+// writing resumable JSONL. Thin: flags -> medr1::infer::run_inference (src/infer/infer.cpp).
 #include <CLI/CLI.hpp>
 
 #include <iostream>
 
-#include "medr1/generate/infer.h"
+#include "medr1/infer/infer.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"medr1-infer: run a Qwen2-VL / Qwen2.5-VL checkpoint over a Med-R1 prompt file"};
-  medr1::generate::InferOptions o;
+  medr1::infer::InferOptions o;
   o.input = "data/demo/test.json";
   o.dataset_root = "data/demo";
   o.model_dir = "tests/data/qwen2vl-tiny";
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   if (rp->count()) o.repetition_penalty = rep;
   o.progress = !quiet;
   try {
-    const auto s = medr1::generate::run_inference(o);
+    const auto s = medr1::infer::run_inference(o);
     std::cerr << "medr1-infer: " << s.written << " written (" << s.errors << " errors), " << s.skipped
               << " already done, " << s.total << " total; " << s.new_tokens << " new tokens in " << s.seconds
               << " s -> " << o.output << "\n";

@@ -1,15 +1,16 @@
-// medr1-infer's library side: batched generation over a Med-R1 prompt file (JSON array or JSONL of
-// {"image", "problem", "solution"?}), the way Med-R1's src/eval_vqa/test_qwen2*_vqa*.py run it: one user turn
-// [image, question formatted with the eval template], no system message (the chat template's default applies),
-// generate(do_sample=False, max_new_tokens=256) on top of the checkpoint's generation_config.json (so greedy
-// keeps its repetition_penalty), answers extracted with <answer>\s*(\w+)\s*</answer>. Output: resumable JSONL.
+// medr1-infer's job (the infer part, above generate/ and data/): batched generation over a Med-R1 prompt file
+// (JSON array or JSONL of {"image", "problem", "solution"?}), the way Med-R1's src/eval_vqa/test_qwen2*_vqa*.py
+// run it: one user turn [image, question formatted with the eval template], no system message (the chat template's
+// default applies), generate(do_sample=False, max_new_tokens=256) on top of the checkpoint's generation_config.json
+// (so greedy keeps its repetition_penalty), answers extracted with <answer>\s*(\w+)\s*</answer>. Output: resumable
+// JSONL.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 
-namespace medr1::generate {
+namespace medr1::infer {
 
 struct InferOptions {
   std::string input;                 // prompt file (JSON array or JSONL)
@@ -52,4 +53,4 @@ std::string resolve_tokenizer_dir(const InferOptions& opts);
 // become lines with an "error" field; setup failures (model, tokenizer, input file, options) throw medr1::Error.
 InferSummary run_inference(const InferOptions& opts);
 
-}  // namespace medr1::generate
+}  // namespace medr1::infer

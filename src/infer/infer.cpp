@@ -2,7 +2,7 @@
 // src/eval_vqa/test_qwen2*_vqa*.py: chat turn [image, template.format(Question=problem)], processor with
 // min_pixels 3136 / max_pixels 401408, model.generate(do_sample=False, max_new_tokens=256) over the checkpoint's
 // generation_config, batch_decode(skip_special_tokens=True) of the new tokens, extract_option_answer.
-#include "medr1/generate/infer.h"
+#include "medr1/infer/infer.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -28,7 +28,7 @@
 #include "medr1/tokenizer/tokenizer.h"
 #include "medr1/vision/image_processor.h"
 
-namespace medr1::generate {
+namespace medr1::infer {
 namespace fs = std::filesystem;
 
 std::string resolve_tokenizer_dir(const InferOptions& opts) {
@@ -113,7 +113,7 @@ InferSummary run_inference(const InferOptions& o) {
   auto tok = tokenizer::Tokenizer::from_dir(resolve_tokenizer_dir(o));
   model::GenerationConfig gc;
   if (fs::exists(fs::path(o.model_dir) / "generation_config.json")) gc = model::load_generation_config(o.model_dir);
-  SamplingParams params = sampling_from_generation_config(gc);
+  generate::SamplingParams params = generate::sampling_from_generation_config(gc);
   if (params.eos_token_ids.empty()) params.eos_token_ids = cfg.eos_token_id;
   if (params.eos_token_ids.empty() && tok.eos_token_id() >= 0) params.eos_token_ids = {tok.eos_token_id()};
   if (!gc.pad_token_id && !gc.eos_token_id.empty()) params.pad_token_id = gc.eos_token_id.front();
@@ -180,11 +180,11 @@ InferSummary run_inference(const InferOptions& o) {
       texts.push_back(it.prompt);
       images.push_back({it.image});
     }
-    PromptBatch pb = build_prompt_batch(tok, texts, images, params.pad_token_id);
-    SamplingParams p = params;
+    generate::PromptBatch pb = generate::build_prompt_batch(tok, texts, images, params.pad_token_id);
+    generate::SamplingParams p = params;
     p.max_new_tokens = std::min<int64_t>(p.max_new_tokens, max_pos - pb.input_ids.size(1));
     p.seed = params.seed + static_cast<uint64_t>(items.front().rec->index);  // same draws when resumed
-    GenerationOutput out = generate(model, pb, p);
+    generate::GenerationOutput out = generate::generate(model, pb, p);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     for (size_t b = 0; b < items.size(); ++b) {
       const data::Record& r = *items[b].rec;
@@ -213,4 +213,4 @@ InferSummary run_inference(const InferOptions& o) {
   return sum;
 }
 
-}  // namespace medr1::generate
+}  // namespace medr1::infer

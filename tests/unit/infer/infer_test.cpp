@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "medr1/generate/infer.h"
+#include "medr1/infer/infer.h"
 
 namespace {
 
@@ -56,8 +56,8 @@ std::vector<json> read_lines(const fs::path& p) {
   return v;
 }
 
-medr1::generate::InferOptions base_opts(const fs::path& in, const fs::path& out) {
-  medr1::generate::InferOptions o;
+medr1::infer::InferOptions base_opts(const fs::path& in, const fs::path& out) {
+  medr1::infer::InferOptions o;
   o.input = in.string();
   o.output = out.string();
   o.dataset_root = kSrc + "/data/demo";
@@ -77,7 +77,7 @@ TEST(Infer, DemoItemsGiveAnswerLinesAndErrorLinesForBadImages) {
   { std::ofstream(d / "corrupt.png") << "not a png"; }
   recs.push_back(json{{"image", (d / "corrupt.png").string()}, {"problem", "Q? A)x, B)y"}});
   { std::ofstream(d / "in.json") << recs.dump(); }
-  auto s = medr1::generate::run_inference(base_opts(d / "in.json", d / "out.jsonl"));
+  auto s = medr1::infer::run_inference(base_opts(d / "in.json", d / "out.jsonl"));
   EXPECT_EQ(s.total, 6);
   EXPECT_EQ(s.written, 6);
   EXPECT_EQ(s.errors, 2);
@@ -102,7 +102,7 @@ TEST(Infer, DemoItemsGiveAnswerLinesAndErrorLinesForBadImages) {
   }
   EXPECT_EQ(idx.size(), 6u);
   // Re-running resumes: nothing new is written.
-  auto s2 = medr1::generate::run_inference(base_opts(d / "in.json", d / "out.jsonl"));
+  auto s2 = medr1::infer::run_inference(base_opts(d / "in.json", d / "out.jsonl"));
   EXPECT_EQ(s2.skipped, 6);
   EXPECT_EQ(s2.written, 0);
   EXPECT_EQ(read_lines(d / "out.jsonl").size(), 6u);
@@ -115,9 +115,9 @@ TEST(Infer, BatchedOutputsEqualUnbatched) {
   { std::ofstream(d / "in.json") << demo_records(3).dump(); }
   auto o1 = base_opts(d / "in.json", d / "b1.jsonl");
   o1.batch_size = 1;
-  medr1::generate::run_inference(o1);
+  medr1::infer::run_inference(o1);
   auto o3 = base_opts(d / "in.json", d / "b3.jsonl");
-  medr1::generate::run_inference(o3);
+  medr1::infer::run_inference(o3);
   auto a = read_lines(d / "b1.jsonl"), b = read_lines(d / "b3.jsonl");
   ASSERT_EQ(a.size(), 3u);
   ASSERT_EQ(b.size(), 3u);
@@ -126,18 +126,18 @@ TEST(Infer, BatchedOutputsEqualUnbatched) {
 }
 
 TEST(Infer, RejectsBadOptions) {
-  medr1::generate::InferOptions o;
+  medr1::infer::InferOptions o;
   o.input = "x.json";
   o.output = "y.jsonl";
   o.model_dir = kTiny;
   o.device = "cuda:0";
 #ifndef MEDR1_CUDA
-  EXPECT_THROW(medr1::generate::run_inference(o), std::exception);
+  EXPECT_THROW(medr1::infer::run_inference(o), std::exception);
 #endif
   o.device = "cpu";
   o.template_name = "custom";
   o.custom_template = "no placeholder";
-  EXPECT_THROW(medr1::generate::run_inference(o), std::exception);
+  EXPECT_THROW(medr1::infer::run_inference(o), std::exception);
 }
 
 TEST(Infer, ResumeAfterKillLosesNothingAndDuplicatesNothing) {
