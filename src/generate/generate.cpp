@@ -11,8 +11,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -20,9 +18,9 @@
 #include <tuple>
 #include <utility>
 
-#include "core/simd_avx2.h"
 #include "medr1/core/error.h"
 #include "medr1/model/kv_cache.h"
+#include "medr1/ops/greedy.h"
 
 namespace medr1::generate {
 
@@ -142,101 +140,6 @@ at::Tensor select_next_tokens(const at::Tensor& processed_scores, bool do_sample
   return at::multinomial(probs, 1, /*replacement=*/false, gen).squeeze(1).to(processed_scores.device());
 }
 
-namespace {
-
-using simd::cpu_has_avx2_fma;
-using simd::load8;
-using simd::widen;
-
-// exp(x) for x <= 0 (x - max of the row), within ~2 ulp: 2^n * p(r), r = x - n ln2 split in two parts,
-// p the degree-6 polynomial of expf. Below -87.3 the result is ~1e-38 instead of 0: nothing against sums >= 1.
-__attribute__((target("avx2,fma"))) inline __m256 exp_nonpos(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
-// sum_v exp(x[v] - mx) over a row, accumulated in double.
-template <typename T>
-__attribute__((target("avx2,fma"))) double sum_exp_avx2(const T* x, int64_t V, float mx) {
-  const __m256 m = _mm256_set1_ps(mx);
-  __m256d a0 = _mm256_setzero_pd(), a1 = a0;
-  int64_t v = 0;
-  for (; v + 8 <= V; v += 8) {
-    const __m256 e = exp_nonpos(_mm256_sub_ps(load8(x + v), m));
-    a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-    a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-  }
-  alignas(32) double t[4];
-  _mm256_store_pd(t, _mm256_add_pd(a0, a1));
-  double sum = t[0] + t[1] + t[2] + t[3];
-  for (; v < V; ++v) sum += std::exp(widen(x[v]) - mx);
-  return sum;
-}
-
-// Greedy step with no logits processor in play: per row the first index of the largest raw logit (what argmax of
-// the unprocessed float32 scores gives, NaN counting as largest) and its log-softmax, -log(sum exp(x - max)), in
-// one pass over the row in the logits' own dtype. The general path spends four full-vocabulary passes (float32
-// copy, clone, argmax, log_softmax) on this, each big enough to wake the intra-op pool, which on a loaded
-// machine costs more than the pass itself.
-template <typename T>
-void greedy_rows(const T* logits, int64_t n, int64_t V, int64_t* next, float* logprob) {
-  at::parallel_for(0, n, 4, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* x = logits + r * V;
-      float mx = -std::numeric_limits<float>::infinity();
-      int64_t arg = 0;
-      for (int64_t v = 0; v < V; ++v) {
-        const float f = widen(x[v]);
-        if (f > mx || (std::isnan(f) && !std::isnan(mx))) {
-          mx = f;
-          arg = v;
-        }
-      }
-      next[r] = arg;
-      if (!std::isfinite(mx)) {  // a NaN, a +inf or only -inf in the row: log_softmax gives NaN there too
-        logprob[r] = std::numeric_limits<float>::quiet_NaN();
-        continue;
-      }
-      double sum = 0;
-      if (cpu_has_avx2_fma()) {
-        sum = sum_exp_avx2(x, V, mx);
-      } else {
-        for (int64_t v = 0; v < V; ++v) sum += std::exp(widen(x[v]) - mx);
-      }
-      logprob[r] = static_cast<float>(-std::log(sum));
-    }
-  });
-}
-
-}  // namespace
-
-std::pair<at::Tensor, at::Tensor> greedy_pick(const at::Tensor& raw) {
-  MEDR1_CHECK(raw.dim() == 2 && (raw.scalar_type() == at::kFloat || raw.scalar_type() == at::kBFloat16),
-              "greedy_pick: logits must be [N, V] float32 or bfloat16, got ", raw.sizes(), " ", raw.scalar_type());
-  at::Tensor x = raw.to(at::kCPU).contiguous();
-  const int64_t n = x.size(0), V = x.size(1);
-  at::Tensor next = at::empty({n}, at::TensorOptions().dtype(at::kLong));
-  at::Tensor lp = at::empty({n}, at::TensorOptions().dtype(at::kFloat));
-  if (x.scalar_type() == at::kBFloat16) {
-    greedy_rows(x.data_ptr<at::BFloat16>(), n, V, next.data_ptr<int64_t>(), lp.data_ptr<float>());
-  } else {
-    greedy_rows(x.data_ptr<float>(), n, V, next.data_ptr<int64_t>(), lp.data_ptr<float>());
-  }
-  return {next, lp};
-}
-
 GenerationOutput generate(model::Qwen2VLForConditionalGeneration& model, const PromptBatch& batch,
                           const SamplingParams& params) {
   return generate(model, batch, params, nullptr);
@@ -322,7 +225,7 @@ GenerationOutput generate(model::Qwen2VLForConditionalGeneration& model, const P
     const bool keep_steps = trace && trace->keep_steps;
     if (!params.do_sample && params.repetition_penalty == 1.0 && !keep_steps &&
         (raw.scalar_type() == at::kFloat || raw.scalar_type() == at::kBFloat16) && raw.device().is_cpu()) {
-      std::tie(next, lp) = greedy_pick(raw);  // scores are the raw logits: one fused pass
+      std::tie(next, lp) = ops::greedy_pick(raw);  // scores are the raw logits: one fused pass
     } else {
       raw = raw.to(at::kFloat);
       at::Tensor seen = out.sequences.index_select(0, global_t).narrow(1, 0, S + t);  // [n, S+t]

@@ -11,8 +11,8 @@
 #include "medr1/core/error.h"
 #include "medr1/model/attention.h"
 #include "medr1/model/checkpoint.h"
-#include "medr1/model/decode_attention.h"
-#include "medr1/model/streaming_linear.h"
+#include "medr1/ops/decode_attention.h"
+#include "medr1/ops/linear.h"
 
 namespace medr1::model {
 
@@ -64,12 +64,12 @@ at::Tensor silu_mul(const at::Tensor& g, const at::Tensor& u) {
 }  // namespace
 
 at::Tensor Qwen2MLPImpl::forward(const at::Tensor& x) {
-  // medr1::model::linear(_group): the weight-streaming kernel for decode steps (gate and up in one pass),
-  // at::linear otherwise.
+  // ops::linear(_group): the weight-streaming kernel for decode steps (gate and up in one pass), at::linear
+  // otherwise.
   std::vector<at::Tensor> gu =
-      linear_group(x, {gate_proj->weight, up_proj->weight}, {gate_proj->bias, up_proj->bias});
+      ops::linear_group(x, {gate_proj->weight, up_proj->weight}, {gate_proj->bias, up_proj->bias});
   at::Tensor h = silu_mul(gu[0], gu[1]);
-  return medr1::model::linear(h, down_proj->weight, down_proj->bias);
+  return ops::linear(h, down_proj->weight, down_proj->bias);
 }
 
 Qwen2VLAttentionImpl::Qwen2VLAttentionImpl(const Qwen2VLConfig& cfg, int64_t layer_idx)
@@ -86,7 +86,7 @@ Qwen2VLAttentionImpl::Qwen2VLAttentionImpl(const Qwen2VLConfig& cfg, int64_t lay
 
 at::Tensor eager_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
   // Decode steps (few query rows, inference): one fused kernel with the same arithmetic, GQA read in place.
-  if (decode_attention_applies(q, k, v, mask)) return decode_attention(q, k, v, mask);
+  if (ops::decode_attention_applies(q, k, v, mask)) return ops::decode_attention(q, k, v, mask);
   const int64_t B = k.size(0), Hkv = k.size(1), T = k.size(2), D = k.size(3);
   const int64_t H = q.size(1), G = H / Hkv;
   at::Tensor kk = k, vv = v;
@@ -117,8 +117,8 @@ at::Tensor Qwen2VLAttentionImpl::forward(const at::Tensor& x, const RopeCosSin& 
                                          KVCache* cache) {
   const int64_t B = x.size(0), S = x.size(1);
   // q, k and v in one pass of the weight-streaming kernel on decode steps (at::linear otherwise).
-  std::vector<at::Tensor> qkv = linear_group(x, {q_proj->weight, k_proj->weight, v_proj->weight},
-                                             {q_proj->bias, k_proj->bias, v_proj->bias});
+  std::vector<at::Tensor> qkv = ops::linear_group(x, {q_proj->weight, k_proj->weight, v_proj->weight},
+                                                  {q_proj->bias, k_proj->bias, v_proj->bias});
   at::Tensor q = qkv[0].view({B, S, n_heads_, head_dim_}).transpose(1, 2);     // [B, H, S, D]
   at::Tensor k = qkv[1].view({B, S, n_kv_heads_, head_dim_}).transpose(1, 2);  // [B, Hkv, S, D]
   at::Tensor v = qkv[2].view({B, S, n_kv_heads_, head_dim_}).transpose(1, 2);  // [B, Hkv, S, D]
@@ -127,7 +127,7 @@ at::Tensor Qwen2VLAttentionImpl::forward(const at::Tensor& x, const RopeCosSin& 
   if (cache) std::tie(k, v) = cache->update(layer_idx_, k, v);  // [B, Hkv, T, D]
   at::Tensor o = attention(q, k, v, mask);                       // [B, H, S, D]
   o = o.transpose(1, 2).reshape({B, S, n_heads_ * head_dim_});   // [B, S, H*D]
-  return medr1::model::linear(o, o_proj->weight, o_proj->bias);
+  return ops::linear(o, o_proj->weight, o_proj->bias);
 }
 
 Qwen2VLDecoderLayerImpl::Qwen2VLDecoderLayerImpl(const Qwen2VLConfig& cfg, int64_t layer_idx) {

@@ -5,7 +5,7 @@
 
 #include "medr1/core/error.h"
 #include "medr1/model/rope.h"
-#include "medr1/model/streaming_linear.h"
+#include "medr1/ops/linear.h"
 
 namespace medr1::model {
 
@@ -47,8 +47,8 @@ at::Tensor Qwen2VLForConditionalGenerationImpl::get_inputs_embeds(const at::Tens
 
 at::Tensor Qwen2VLForConditionalGenerationImpl::lm_logits(const at::Tensor& hidden) {
   // Decode steps take the weight-streaming kernel (the lm_head is the largest matrix of the model).
-  if (lm_head) return medr1::model::linear(hidden, lm_head->weight, lm_head->bias);
-  return medr1::model::linear(hidden, model->embed_tokens->weight);
+  if (lm_head) return ops::linear(hidden, lm_head->weight, lm_head->bias);
+  return ops::linear(hidden, model->embed_tokens->weight);
 }
 
 Qwen2VLOutput Qwen2VLForConditionalGenerationImpl::forward(const Qwen2VLInputs& in) {

@@ -74,12 +74,6 @@ at::Tensor process_scores(const at::Tensor& scores, const at::Tensor& seen_ids, 
 // from softmax(scores) using `gen` (sampling). [N] int64.
 at::Tensor select_next_tokens(const at::Tensor& processed_scores, bool do_sample, at::Generator& gen);
 
-// The greedy step of generate() when no logits processor is in play (no sampling, repetition_penalty 1, no trace
-// of the steps): per row of raw logits [N, V] (float32 or bfloat16) the first index of the largest value (NaN
-// counting as largest, as argmax) and its log-softmax, in one pass over the row in its own dtype.
-// -> {next [N] int64, logprob [N] float32}, on the CPU.
-std::pair<at::Tensor, at::Tensor> greedy_pick(const at::Tensor& raw_logits);
-
 // Debug/parity hook: when non-null, generate() appends per step the processed float32 scores and the raw float32
 // logits [B*R, V] (zeros for rows already finished).
 struct GenerationTrace {

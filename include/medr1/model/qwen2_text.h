@@ -98,7 +98,7 @@ at::Tensor make_causal_mask(const at::Tensor& attention_mask, int64_t batch, int
                             at::ScalarType dtype, at::Device device);
 
 // Eager attention as HF: softmax(q k^T / sqrt(D) + mask) v with the softmax in float32, kv heads repeated (decode
-// steps on CPU through the fused kernel of decode_attention.h, same arithmetic).
+// steps on CPU through the fused kernel of ops/decode_attention.h, same arithmetic).
 // q [B, H, S, D], k/v [B, Hkv, T, D], mask [B, 1, S, T] or undefined. -> [B, H, S, D]
 at::Tensor eager_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask);
 // The same through at::scaled_dot_product_attention (GQA in the kernel).

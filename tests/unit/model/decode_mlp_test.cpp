@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "medr1/model/qwen2_text.h"
-#include "medr1/model/streaming_linear.h"
+#include "medr1/ops/linear.h"
 
 namespace {
 
@@ -17,9 +17,9 @@ TEST(DecodeMlp, SlicedSiluMulEqualsTheUnslicedOps) {
     mlp->to(dt);
     for (int64_t B : {3, 9, 16}) {
       at::Tensor x = at::randn({B, 1, 48}).to(dt);
-      at::Tensor g = medr1::model::linear(x, mlp->gate_proj->weight);
-      at::Tensor u = medr1::model::linear(x, mlp->up_proj->weight);
-      at::Tensor ref = medr1::model::linear(at::silu(g) * u, mlp->down_proj->weight);
+      at::Tensor g = medr1::ops::linear(x, mlp->gate_proj->weight);
+      at::Tensor u = medr1::ops::linear(x, mlp->up_proj->weight);
+      at::Tensor ref = medr1::ops::linear(at::silu(g) * u, mlp->down_proj->weight);
       at::Tensor y = mlp->forward(x);
       ASSERT_EQ(y.sizes(), x.sizes());
       EXPECT_TRUE(at::equal(y, ref)) << B << " " << dt;

@@ -1,19 +1,19 @@
-// Private AVX2 helpers shared by the CPU inference kernels (model/streaming_linear.cpp,
-// model/decode_attention.cpp, generate/generate.cpp's greedy step):
-// runtime CPU check (core/cpu_features.h), 8-lane fp32 loads from fp32 or bf16 (bf16 is the top half of an fp32, so widening is
-// exact), horizontal sum. Functions carry target attributes, so the rest of the library builds without -mavx2.
+// Private AVX2 helpers of the ops part's AVX2 backends (streaming_linear_avx2.cpp, decode_attention_avx2.cpp,
+// greedy_avx2.cpp): runtime CPU check (ops/cpu_features.h), 8-lane fp32 loads from fp32 or bf16 (bf16 is the top
+// half of an fp32, so widening is exact), horizontal sum. Functions carry target attributes, so the rest of the
+// library builds without -mavx2.
 #pragma once
 
 #include <c10/util/BFloat16.h>
 
-#include "medr1/core/cpu_features.h"
+#include "medr1/ops/cpu_features.h"
 
 #include <immintrin.h>
 
-namespace medr1::simd {
+namespace medr1::ops::simd {
 
 // The AVX2 + FMA kernels run when the CPU has them and MEDR1_CPU_ISA / set_cpu_isa_cap does not force the
-// portable path (core/cpu_features.h).
+// portable path (ops/cpu_features.h).
 inline bool cpu_has_avx2_fma() { return cpu_isa_at_least(CpuIsa::Avx2); }
 
 __attribute__((target("avx2,fma"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
@@ -33,4 +33,4 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
 inline float widen(float v) { return v; }
 inline float widen(c10::BFloat16 v) { return static_cast<float>(v); }
 
-}  // namespace medr1::simd
+}  // namespace medr1::ops::simd

@@ -1,5 +1,5 @@
-// Run-time CPU feature dispatch (see include/medr1/core/cpu_features.h).
-#include "medr1/core/cpu_features.h"
+// Run-time CPU feature dispatch of the kernels (see include/medr1/ops/cpu_features.h).
+#include "medr1/ops/cpu_features.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -8,7 +8,7 @@
 
 #include "medr1/core/error.h"
 
-namespace medr1 {
+namespace medr1::ops {
 namespace {
 
 CpuIsa detect() {
@@ -91,4 +91,4 @@ std::string cpu_description() {
   return os.str();
 }
 
-}  // namespace medr1
+}  // namespace medr1::ops

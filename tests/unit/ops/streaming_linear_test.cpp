@@ -1,4 +1,4 @@
-// medr1::model::linear (weight-streaming kernel for few-row inputs) vs at::linear in float64: fp32 within float
+// medr1::ops::linear (weight-streaming kernel for few-row inputs) vs at::linear in float64: fp32 within float
 // rounding, bf16 within one bf16 rounding of the fp32-accumulated result, odd K tails, bias, leading dims, and the
 // fallbacks (autograd, many rows) that must stay on at::linear. Runs on the CPU path it is started with (ctest
 // repeats the kernel tests with MEDR1_CPU_ISA=avx2 and =portable; the AVX512-BF16 path where the CPU has it).
@@ -6,9 +6,9 @@
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
-#include "medr1/core/cpu_features.h"
 #include "medr1/core/error.h"
-#include "medr1/model/streaming_linear.h"
+#include "medr1/ops/cpu_features.h"
+#include "medr1/ops/linear.h"
 
 namespace {
 
@@ -25,16 +25,16 @@ TEST(StreamingLinear, Fp32MatchesFloat64AcrossRowCountsAndTails) {
     at::Tensor w = at::randn({203, K}), b = at::randn({203});
     for (int64_t M : {1, 2, 3, 4, 5, 9, 16}) {
       at::Tensor x = at::randn({1, M, K});
-      at::Tensor y = medr1::model::linear(x, w, b);
+      at::Tensor y = medr1::ops::linear(x, w, b);
       ASSERT_EQ(y.sizes(), (std::vector<int64_t>{1, M, 203}));
       EXPECT_EQ(y.scalar_type(), at::kFloat);
       EXPECT_LT((y.to(at::kDouble) - ref64(x, w, b)).abs().max().item<double>(), 2e-4) << K << " " << M;
-      at::Tensor y0 = medr1::model::linear(x, w);
+      at::Tensor y0 = medr1::ops::linear(x, w);
       EXPECT_LT((y0.to(at::kDouble) - ref64(x, w, at::Tensor())).abs().max().item<double>(), 2e-4);
     }
   }
-  const bool avx2 = medr1::cpu_isa_at_least(medr1::CpuIsa::Avx2);  // MEDR1_CPU_ISA=portable: at::linear
-  EXPECT_EQ(medr1::model::streaming_linear_applies(at::randn({1, 1, 64}), at::randn({8, 64}), at::Tensor()), avx2);
+  const bool avx2 = medr1::ops::cpu_isa_at_least(medr1::ops::CpuIsa::Avx2);  // MEDR1_CPU_ISA=portable: at::linear
+  EXPECT_EQ(medr1::ops::streaming_linear_applies(at::randn({1, 1, 64}), at::randn({8, 64}), at::Tensor()), avx2);
 }
 
 TEST(StreamingLinear, Bf16RoundsOnceFromFp32Accumulation) {
@@ -44,10 +44,10 @@ TEST(StreamingLinear, Bf16RoundsOnceFromFp32Accumulation) {
   at::Tensor w = at::randn({301, 130}).to(at::kBFloat16), b = at::randn({301}).to(at::kBFloat16);
   for (int64_t M : {1, 2, 3, 4, 5, 9, 16}) {
     at::Tensor x = at::randn({M, 130}).to(at::kBFloat16);
-    const bool dot = medr1::cpu_isa_at_least(medr1::CpuIsa::Avx512Bf16);
-    const bool avx2 = medr1::cpu_isa_at_least(medr1::CpuIsa::Avx2);
-    EXPECT_EQ(medr1::model::streaming_linear_applies(x, w, b), avx2 && M <= (dot ? 16 : 4)) << M;
-    at::Tensor y = medr1::model::linear(x, w, b);
+    const bool dot = medr1::ops::cpu_isa_at_least(medr1::ops::CpuIsa::Avx512Bf16);
+    const bool avx2 = medr1::ops::cpu_isa_at_least(medr1::ops::CpuIsa::Avx2);
+    EXPECT_EQ(medr1::ops::streaming_linear_applies(x, w, b), avx2 && M <= (dot ? 16 : 4)) << M;
+    at::Tensor y = medr1::ops::linear(x, w, b);
     EXPECT_EQ(y.scalar_type(), at::kBFloat16);
     at::Tensor r = ref64(x, w, b);
     // One bf16 rounding: relative 2^-8 of the value (plus float accumulation noise).
@@ -59,14 +59,14 @@ TEST(StreamingLinear, Bf16RoundsOnceFromFp32Accumulation) {
 TEST(StreamingLinear, FallsBackForAutogradAndManyRows) {
   at::Tensor w = at::randn({16, 32}).set_requires_grad(true);
   at::Tensor x = at::randn({1, 32});
-  EXPECT_FALSE(medr1::model::streaming_linear_applies(x, w, at::Tensor()));
-  at::Tensor y = medr1::model::linear(x, w);
+  EXPECT_FALSE(medr1::ops::streaming_linear_applies(x, w, at::Tensor()));
+  at::Tensor y = medr1::ops::linear(x, w);
   y.sum().backward();  // went through at::linear: gradients flow
   ASSERT_TRUE(w.grad().defined());
   EXPECT_TRUE(at::allclose(w.grad(), x.expand({16, 32})));
   at::NoGradGuard ng;
-  EXPECT_FALSE(medr1::model::streaming_linear_applies(at::randn({64, 32}), w.detach(), at::Tensor()));
-  EXPECT_FALSE(medr1::model::streaming_linear_applies(at::randn({1, 32}).to(at::kDouble),
+  EXPECT_FALSE(medr1::ops::streaming_linear_applies(at::randn({64, 32}), w.detach(), at::Tensor()));
+  EXPECT_FALSE(medr1::ops::streaming_linear_applies(at::randn({1, 32}).to(at::kDouble),
                                                       w.detach().to(at::kDouble), at::Tensor()));
 }
 
@@ -77,12 +77,12 @@ TEST(StreamingLinear, ManyChunksAndThreadsCoverEveryRow) {
   at::Tensor w = at::randn({2501, 64}), b = at::randn({2501});
   for (int64_t M : {1, 5}) {
     at::Tensor x = at::randn({M, 64});
-    at::Tensor y = medr1::model::linear(x, w, b);
+    at::Tensor y = medr1::ops::linear(x, w, b);
     EXPECT_LT((y.to(at::kDouble) - ref64(x, w, b)).abs().max().item<double>(), 2e-4) << M;
   }
   at::Tensor wb = w.to(at::kBFloat16), xb = at::randn({2, 64}).to(at::kBFloat16);
   at::Tensor r = ref64(xb, wb, at::Tensor());
-  at::Tensor err = (medr1::model::linear(xb, wb).to(at::kDouble) - r).abs() - r.abs() * (1.0 / 256) - 1e-4;
+  at::Tensor err = (medr1::ops::linear(xb, wb).to(at::kDouble) - r).abs() - r.abs() * (1.0 / 256) - 1e-4;
   EXPECT_LE(err.max().item<double>(), 0.0);
 }
 
@@ -95,11 +95,11 @@ TEST(StreamingLinear, GroupEqualsSeparateCallsBitForBit) {
     std::vector<at::Tensor> bs{at::randn({1031}).to(dt), at::Tensor(), at::randn({4}).to(dt)};
     for (int64_t M : {1, 3}) {
       at::Tensor x = at::randn({1, M, 72}).to(dt);
-      std::vector<at::Tensor> g = medr1::model::linear_group(x, ws, bs);
+      std::vector<at::Tensor> g = medr1::ops::linear_group(x, ws, bs);
       ASSERT_EQ(g.size(), 3u);
       for (size_t i = 0; i < 3; ++i) {
         EXPECT_EQ(g[i].sizes(), (std::vector<int64_t>{1, M, ws[i].size(0)}));
-        EXPECT_TRUE(at::equal(g[i], medr1::model::linear(x, ws[i], bs[i]))) << i << " " << M;
+        EXPECT_TRUE(at::equal(g[i], medr1::ops::linear(x, ws[i], bs[i]))) << i << " " << M;
       }
       at::Tensor r = ref64(x, ws[0], bs[0]);
       EXPECT_LT((g[0].to(at::kDouble) - r).abs().max().item<double>(), dt == at::kFloat ? 2e-4 : 0.1);
@@ -108,12 +108,12 @@ TEST(StreamingLinear, GroupEqualsSeparateCallsBitForBit) {
   // No biases given; many rows (a prefill) go to at::linear one by one.
   at::Tensor x = at::randn({2, 16});
   std::vector<at::Tensor> ws{at::randn({8, 16}), at::randn({5, 16})};
-  std::vector<at::Tensor> g = medr1::model::linear_group(x, ws);
+  std::vector<at::Tensor> g = medr1::ops::linear_group(x, ws);
   EXPECT_TRUE(at::allclose(g[1], at::linear(x, ws[1]), 1e-5, 1e-5));
   at::Tensor xm = at::randn({40, 16});
-  std::vector<at::Tensor> gm = medr1::model::linear_group(xm, ws);
+  std::vector<at::Tensor> gm = medr1::ops::linear_group(xm, ws);
   EXPECT_TRUE(at::equal(gm[0], at::linear(xm, ws[0])));
-  EXPECT_THROW(medr1::model::linear_group(x, ws, {at::Tensor()}), medr1::Error);
+  EXPECT_THROW(medr1::ops::linear_group(x, ws, {at::Tensor()}), medr1::Error);
 }
 
 }  // namespace

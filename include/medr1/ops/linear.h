@@ -2,7 +2,8 @@
 // weight-streaming bound at M = 1..16 (bf16 goes through a slow generic kernel, fp32 sgemm pays a large
 // per-call overhead), so for inference on CPU a kernel that streams each weight row once, converting bf16 to
 // fp32 on the fly and accumulating in fp32 (as the bf16 GEMMs do), is used instead. Same contract as
-// at::linear; anything else (autograd, GPU, other dtypes, many rows, no AVX2/FMA) goes to at::linear.
+// at::linear; anything else (autograd, GPU, other dtypes, many rows, the portable path of ops/cpu_features.h) goes
+// to at::linear. Backends: src/ops/streaming_linear_avx2.cpp, streaming_linear_avx512bf16.cpp.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -10,7 +11,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace medr1::model {
+namespace medr1::ops {
 
 // Rows (product of the leading dims of x) up to which the streaming kernel is used: measured against
 // at::linear on the 2B MLP shape, fp32 wins up to ~16 rows, bf16 up to ~4 (beyond, x re-reads dominate).
@@ -31,4 +32,4 @@ std::vector<at::Tensor> linear_group(const at::Tensor& x, const std::vector<at::
 // True when linear() would take the streaming kernel for these arguments (tests, benchmarks).
 bool streaming_linear_applies(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
-}  // namespace medr1::model
+}  // namespace medr1::ops

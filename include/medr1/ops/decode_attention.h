@@ -2,14 +2,15 @@
 // HF eager attention (q k^T / sqrt(D) + mask, float32 softmax, probabilities in the activations' dtype, times v),
 // with the GQA heads read in groups from the cache instead of repeat_kv copies, and no BLAS calls or temporaries:
 // at S = 1 the eager path is a dozen tiny ops (two batched GEMMs of one row, the repeat copies, softmax), each
-// dispatched and, on a loaded machine, each waking the thread pools. Inference only; anything else goes to eager.
+// dispatched and, on a loaded machine, each waking the thread pools. Inference only; anything else (and the portable
+// path of ops/cpu_features.h) goes to eager. Backend: src/ops/decode_attention_avx2.cpp.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 
-namespace medr1::model {
+namespace medr1::ops {
 
 // Query positions up to which the fused kernel is used (decode steps; prefills keep the GEMMs).
 inline constexpr int64_t kDecodeAttentionMaxQuery = 16;
@@ -24,4 +25,4 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
 // float32/bfloat16, D a multiple of 8, unit stride on D).
 bool decode_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask);
 
-}  // namespace medr1::model
+}  // namespace medr1::ops

@@ -10,7 +10,7 @@
 
 #include <string>
 
-namespace medr1 {
+namespace medr1::ops {
 
 enum class CpuIsa { Portable = 0, Avx2 = 1, Avx512Bf16 = 2 };
 
@@ -28,4 +28,4 @@ inline bool cpu_isa_at_least(CpuIsa isa) { return static_cast<int>(cpu_isa()) >=
 // "AMD EPYC ... | avx2 fma avx512f avx512bw avx512bf16 amx_bf16 ... | kernels: avx512bf16" for logs and CI.
 std::string cpu_description();
 
-}  // namespace medr1
+}  // namespace medr1::ops

@@ -1,4 +1,4 @@
-// medr1::model::decode_attention (fused decode-step attention) against a float64 attention and against the eager
+// medr1::ops::decode_attention (fused decode-step attention) against a float64 attention and against the eager
 // GEMM path it replaces: GQA groups, strided cache views, padding masks, head dims with an 8-wide tail, bf16
 // roundings, and the cases that must stay on the eager path. Every test runs on the CPU path it is started with
 // (ctest runs this binary's kernel tests again with MEDR1_CPU_ISA=avx2 and =portable): on the portable path the
@@ -14,20 +14,20 @@
 #include <cstdio>
 #include <vector>
 
-#include "medr1/core/cpu_features.h"
-#include "medr1/model/decode_attention.h"
 #include "medr1/model/qwen2_text.h"
+#include "medr1/ops/cpu_features.h"
+#include "medr1/ops/decode_attention.h"
 
 namespace {
 
-using medr1::model::decode_attention_applies;
+using medr1::ops::decode_attention_applies;
 
-bool fused_path() { return medr1::cpu_isa_at_least(medr1::CpuIsa::Avx2); }
+bool fused_path() { return medr1::ops::cpu_isa_at_least(medr1::ops::CpuIsa::Avx2); }
 
 // Inference attention as the model calls it: the fused kernel where it applies (AVX2 path), eager otherwise.
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
   at::NoGradGuard ng;
-  EXPECT_EQ(decode_attention_applies(q, k, v, mask), fused_path()) << medr1::cpu_description();
+  EXPECT_EQ(decode_attention_applies(q, k, v, mask), fused_path()) << medr1::ops::cpu_description();
   return medr1::model::eager_attention(q, k, v, mask);
 }
 
@@ -157,7 +157,7 @@ TEST(DecodeAttention, Bf16KeepsTheEagerRoundings) {
   at::Tensor am = at::ones({B, T}, at::kLong);
   am[1].narrow(0, 0, 7).fill_(0);
   at::Tensor mask = medr1::model::make_causal_mask(am, B, 1, T - 1, at::kBFloat16, at::kCPU);
-  std::printf("CPU: %s; ATen bf16 GEMM: %s\n", medr1::cpu_description().c_str(),
+  std::printf("CPU: %s; ATen bf16 GEMM: %s\n", medr1::ops::cpu_description().c_str(),
               aten_bf16_gemm_is_onednn() ? "oneDNN" : "ATen fallback");
   const at::Tensor model = eager_bf16_model(q, k, v, mask);
   const at::Tensor ref = ref64(q, k, v, mask);
@@ -200,7 +200,7 @@ TEST(DecodeAttention, OtherCasesStayOnTheEagerPath) {
   at::Tensor k = at::randn({1, 2, 10, 16}), v = at::randn({1, 2, 10, 16});
   EXPECT_EQ(decode_attention_applies(at::randn({1, 4, 1, 16}), k, v, at::Tensor()), fused_path());
   // Prefill-sized query blocks keep the GEMMs.
-  EXPECT_FALSE(decode_attention_applies(at::randn({1, 4, medr1::model::kDecodeAttentionMaxQuery + 1, 16}),
+  EXPECT_FALSE(decode_attention_applies(at::randn({1, 4, medr1::ops::kDecodeAttentionMaxQuery + 1, 16}),
                                         at::randn({1, 2, 40, 16}), at::randn({1, 2, 40, 16}), at::Tensor()));
   // Head dim without an 8-wide tail, other dtypes, per-head masks, mismatched GQA heads.
   EXPECT_FALSE(decode_attention_applies(at::randn({1, 4, 1, 12}), at::randn({1, 2, 10, 12}),
