@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,12 +52,16 @@ using testing::seconds_since;
 std::vector<std::string> run_args(const Fixture& fx, const fs::path& out) { return fx.grpo_args(out, 1, 2); }
 
 // fork + exec in a process group of its own (so a timeout can kill whatever it started: the launcher's
-// workers, the fake srun's tasks), stdout and stderr into `log`.
+// workers, the fake srun's tasks), stdout and stderr into `log`; the child dies with this process (SIGKILL),
+// and medr1-train's launcher takes its workers along.
 pid_t spawn_group(const std::string& exe, const std::vector<std::string>& args, const Env& env,
                   const fs::path& log) {
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid == 0) {
     setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
     for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 1);
