@@ -15,6 +15,7 @@
 
 #include "medr1/core/error.h"
 #include "medr1/io/json_util.h"
+#include "medr1/model/attention.h"
 #include "medr1/rl/rewards.h"
 
 namespace medr1::rl {
@@ -250,9 +251,11 @@ void GRPOConfig::validate(int64_t world_size, int64_t max_position_embeddings) c
     if (!ok && device.rfind("cuda:", 0) == 0 && device.size() > 5)
       ok = device.find_first_not_of("0123456789", 5) == std::string::npos && device.size() <= 8;
     req(ok, "device: expected cpu, cuda or cuda:N, got '", device, "'");
-    req(attn_implementation == "auto" || attn_implementation == "eager" || attn_implementation == "sdpa" ||
-            attn_implementation == "flash_attention_2",
-        "attn_implementation: expected auto, eager, sdpa or flash_attention_2, got '", attn_implementation, "'");
+    try {
+      model::parse_attn_implementation(attn_implementation);  // the one list of accepted names
+    } catch (const Error& e) {
+      req(false, e.what());
+    }
   }
   req(max_prompt_length >= 1, "max_prompt_length: must be >= 1, got ", max_prompt_length);
   req(max_completion_length >= 1, "max_completion_length: must be >= 1, got ",
