@@ -118,8 +118,18 @@ ProcessGroup::ProcessGroup(const LaunchEnv& env, ProcessGroupOptions opts)
   const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
   const auto rdv_timeout = opts.rendezvous_timeout.count() > 0 ? opts.rendezvous_timeout : opts.timeout;
   try {
+    // Under torchrun (TORCHELASTIC_USE_AGENT_STORE=True) the elastic agent already serves the TCPStore on
+    // MASTER_PORT: every rank is a client of it, under the agent's per-attempt prefix, as torch's own env://
+    // rendezvous does. Otherwise rank 0 serves it.
+    const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+    const bool agent_store = agent != nullptr && std::string(agent) == "True";
     state->store = compat::make_tcp_store(env.master_addr, static_cast<std::uint16_t>(env.master_port),
-                                          env.rank == 0, env.world_size, rdv_timeout);
+                                          env.rank == 0 && !agent_store, env.world_size, rdv_timeout);
+    if (agent_store) {
+      const char* attempt = std::getenv("TORCHELASTIC_RESTART_COUNT");
+      state->store = c10::make_intrusive<::c10d::PrefixStore>(
+          "/worker/attempt_" + std::string(attempt != nullptr ? attempt : "0"), state->store);
+    }
     // Everyone joined before the backend starts its (op-timeout bound) full-mesh connect, so a
     // slow-starting rank costs rendezvous time, not a spurious collective timeout.
     state->store->add("medr1/joined", 1);

@@ -4,6 +4,7 @@
 #include <atomic>
 
 #include "medr1/core/error.h"
+#include "medr1/core/logging.h"
 
 namespace medr1::model {
 namespace {
@@ -19,21 +20,48 @@ AttnImplementation parse_attn_implementation(const std::string& name) {
 
 const char* attn_implementation_name(AttnImplementation impl) {
   switch (impl) {
-    case AttnImplementation::Auto: return "auto";
-    case AttnImplementation::Eager: return "eager";
-    case AttnImplementation::Sdpa: return "sdpa";
+    case AttnImplementation::Auto:
+      return "auto";
+    case AttnImplementation::Eager:
+      return "eager";
+    case AttnImplementation::Sdpa:
+      return "sdpa";
   }
   return "auto";
 }
 
-void set_attn_implementation(AttnImplementation impl) { g_impl.store(impl, std::memory_order_relaxed); }
+void set_attn_implementation(AttnImplementation impl) {
+  g_impl.store(impl, std::memory_order_relaxed);
+}
 AttnImplementation attn_implementation() { return g_impl.load(std::memory_order_relaxed); }
+
+std::string describe_attn_implementation(const std::string& name, const at::Device& device) {
+  const AttnImplementation impl = parse_attn_implementation(name);
+  const bool sdpa =
+      impl == AttnImplementation::Sdpa || (impl == AttnImplementation::Auto && device.is_cuda());
+  std::string s = name;
+  if (name != (sdpa ? "sdpa" : "eager")) s += sdpa ? " -> sdpa" : " -> eager";
+  s += sdpa ? " (at::scaled_dot_product_attention" : " (transformers' eager attention math";
+  if (sdpa && device.is_cuda())
+    s += "; ATen picks its flash / memory-efficient kernels where they apply";
+  s += ") on " + device.str();
+  return s;
+}
+
+void use_attn_implementation(const std::string& name, const at::Device& device) {
+  const std::string what = describe_attn_implementation(name, device);  // validates the name
+  set_attn_implementation(parse_attn_implementation(name));
+  spdlog::info("attn_implementation: {}", what);
+}
 
 bool use_sdpa_for(const at::Tensor& t) {
   switch (attn_implementation()) {
-    case AttnImplementation::Eager: return false;
-    case AttnImplementation::Sdpa: return true;
-    case AttnImplementation::Auto: break;
+    case AttnImplementation::Eager:
+      return false;
+    case AttnImplementation::Sdpa:
+      return true;
+    case AttnImplementation::Auto:
+      break;
   }
   return t.is_cuda();
 }

@@ -17,6 +17,7 @@
 #include "medr1/io/json_util.h"
 #include "medr1/model/attention.h"
 #include "medr1/rl/rewards.h"
+#include "medr1/rl/train_logger.h"
 
 namespace medr1::rl {
 namespace {
@@ -267,6 +268,13 @@ void GRPOConfig::validate(int64_t world_size, int64_t max_position_embeddings) c
       "num_train_epochs: must be > 0 when max_steps <= 0, got ", num_train_epochs);
   req(save_steps >= 1, "save_steps: must be >= 1, got ", save_steps);
   req(logging_steps >= 1, "logging_steps: must be >= 1, got ", logging_steps);
+  try {
+    parse_report_to(report_to);  // the one list of accepted integrations
+  } catch (const Error& e) {
+    req(false, e.what());
+  }
+  req(num_completions_to_print >= 0, "num_completions_to_print: must be >= 0 (0 = all), got ",
+      num_completions_to_print);
   req(min_pixels >= 1 && min_pixels <= max_pixels, "min_pixels ", min_pixels,
       " must be in [1, max_pixels ", max_pixels, "]");
 

@@ -29,6 +29,7 @@ typename StateMap::key_type optimizer_state_key(const StateMap&, const at::Tenso
 #endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
 #ifdef MEDR1_CUDA
 #ifndef USE_C10D_NCCL

@@ -30,6 +30,10 @@ struct GRPOConfig {
   double num_train_epochs;
   int64_t max_steps, save_steps, logging_steps;
   bool save_only_model, bf16, gradient_checkpointing;
+  // Logging (HF TrainingArguments report_to; TRL log_completions / num_completions_to_print)
+  std::vector<std::string> report_to;
+  bool log_completions;
+  int64_t num_completions_to_print;
   std::string device, attn_implementation;
   int64_t max_pixels, min_pixels, seed;
   // Sampling
@@ -85,6 +89,14 @@ struct GRPOConfig {
     v(c.save_steps, "save_steps", int64_t{200}, "checkpoint every N optimizer steps");
     v(c.save_only_model, "save_only_model", false, "checkpoints hold weights only (no optimizer)");
     v(c.logging_steps, "logging_steps", int64_t{1}, "log every N optimizer steps");
+    v(c.report_to, "report_to", VS{"tensorboard"},
+      "none | tensorboard | wandb | all, or a list: tensorboard writes <output_dir>/events.out.tfevents.*; "
+      "wandb is not native (a warning; metrics still go to metrics.jsonl and TensorBoard)");
+    v(c.log_completions, "log_completions", false,
+      "append each logged step's completions (prompt, image, problem, completion, rewards, advantage) to "
+      "<output_dir>/completions.jsonl (and TensorBoard text)");
+    v(c.num_completions_to_print, "num_completions_to_print", int64_t{0},
+      "with log_completions: at most N completions per logged step (0 = all)");
     v(c.bf16, "bf16", false, "bf16 weights and compute (else fp32)");
     v(c.gradient_checkpointing, "gradient_checkpointing", false,
       "recompute each decoder layer's / vision block's activations in backward (policy only)");

@@ -34,7 +34,8 @@ struct TrainResult {
 
 // Runs the whole training described by `cfg` (validated here). output_dir gets resolved_config.json,
 // metrics.jsonl, checkpoint-<step>/ every save_steps, and the final model (config, weights, side files) as
-// Med-R1's trainer.save_model(output_dir) leaves it. A model folder with config.json but no weights starts
+// Med-R1's trainer.save_model(output_dir) leaves it; also TensorBoard event files (report_to),
+// completions.jsonl (log_completions) and plots/*.svg (each save and the end), see train_logger.h. A model folder with config.json but no weights starts
 // from a seeded HF-style initialisation (normal(0, initializer_range), norms 1, biases 0). Throws
 // medr1::Error on a non-finite loss or gradient norm ("step 7: loss is nan ...") before the optimizer step,
 // so the last checkpoint stays the last good state.

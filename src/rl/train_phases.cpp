@@ -1,0 +1,548 @@
+// The phases of a training run (train_phases.h); grpo_trainer.cpp sequences them. Each step first
+// builds all its micro-batches (rollouts, reference and old logps), then runs forward/backward per
+// micro-batch, as TRL's buffered _prepare_inputs does (Med-R1's compute_loss is the num_iterations
+// == 1 case of it: identical values). Data-parallel (torchrun variables, docs/distributed.md): rank
+// 0's weights are broadcast at start, each rank rolls out its shard of the prompts (a prompt's G
+// samples stay on its rank, as in Med-R1), gradients are averaged on the last micro-step only (DDP
+// no_sync), metrics are averaged before logging, and only rank 0 writes files (checkpoints behind
+// barriers).
+#include "medr1/rl/train_phases.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include "medr1/core/device.h"
+#include "medr1/core/error.h"
+#include "medr1/core/logging.h"
+#include "medr1/io/checkpoint.h"
+#include "medr1/io/safetensors.h"
+#include "medr1/model/attention.h"
+#include "medr1/model/weight_loader.h"
+#include "medr1/rl/optim.h"
+#include "medr1/rl/sft.h"
+
+namespace medr1::rl {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+bool has_weights(const std::string& dir) {
+  return fs::exists(fs::path(dir) / "model.safetensors") ||
+         fs::exists(fs::path(dir) / "model.safetensors.index.json");
+}
+
+// HF _init_weights of Qwen2-VL: Linear / Embedding / Conv ~ normal(0, initializer_range), biases 0,
+// (RMS/Layer)Norm weights 1 (biases 0); seeded for a reproducible start.
+void init_weights_hf(torch::nn::Module& m, double std, uint64_t seed) {
+  at::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(seed);
+  for (auto& item : m.named_parameters()) {
+    const std::string& name = item.key();
+    at::Tensor& p = item.value();
+    const bool is_norm =
+        name.find("norm") != std::string::npos || name.find("ln_q") != std::string::npos;
+    if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0)
+      p.zero_();
+    else if (is_norm)
+      p.fill_(1.0);
+    else
+      p.normal_(0.0, std, gen);
+  }
+}
+
+model::Qwen2VLForConditionalGeneration load_policy(const std::string& dir, at::ScalarType dtype,
+                                                   uint64_t seed) {
+  if (has_weights(dir)) return model::load_qwen2_vl(dir, dtype);
+  const std::string cfg_path = (fs::path(dir) / "config.json").string();
+  MEDR1_CHECK(fs::exists(cfg_path), "model_name_or_path '", dir, "': no config.json");
+  model::Qwen2VLConfig mc = model::load_qwen2_vl_config(cfg_path);
+  spdlog::warn("{}: no weights; initialising from config.json (seed {})", dir, seed);
+  model::Qwen2VLForConditionalGeneration m(mc);
+  init_weights_hf(*m, mc.raw.value("initializer_range", 0.02), seed);
+  m->to(dtype);
+  return m;
+}
+
+at::Tensor logps_of(model::Qwen2VLForConditionalGeneration& m, const Rollout& r) {
+  return selective_log_softmax(completion_logits(m, r), r.completion_ids).to(at::kFloat);
+}
+
+// The loss-side tensors of a micro-batch on the training device (pixel_values are moved by the
+// vision tower, image_grid_thw stays on the CPU where the rope / window code reads it).
+void to_device(Rollout& r, at::Device dev) {
+  for (at::Tensor* t : {&r.prompt_ids, &r.prompt_mask, &r.completion_ids, &r.completion_mask})
+    if (t->defined()) *t = t->to(dev);
+}
+
+// `device` of the config -> the device this process trains on. "cuda" is cuda:LOCAL_RANK (torchrun:
+// one GPU per local rank, as accelerate / the HF Trainer place the model); an explicit cuda:N must
+// equal it when data-parallel, because the NCCL group communicates on cuda:LOCAL_RANK.
+at::Device resolve_train_device(const std::string& spec, const dist::LaunchEnv& env) {
+  if (spec == "cpu") return at::Device(at::kCPU);
+  const at::Device dev =
+      resolve_device(spec, env.local_rank);  // errors: CPU-only build, no visible GPU, index
+  const int64_t index = dev.index();
+  MEDR1_CHECK(!env.is_distributed() || index == env.local_rank, "device ", spec, ": rank ",
+              env.rank, " has LOCAL_RANK ", env.local_rank,
+              "; data-parallel runs use device cuda (cuda:LOCAL_RANK)");
+  return at::Device(at::kCUDA, static_cast<at::DeviceIndex>(index));
+}
+
+// The prompts of one generation round, as the HF Trainer's epoch loop hands them out
+// (dataloader_drop_last False): up to GA micro-batches of up to B prompts of the current epoch. The
+// epoch's last micro-batch keeps its partial batch (fewer than B prompts), and its last step takes
+// the micro-batches that are left (fewer than GA: HF steps the optimizer at the end of the epoch);
+// a step never spans two epochs. Every rank's shard has the same size (DistributedSampler pads), so
+// the ranks stay in lockstep.
+std::vector<std::vector<PromptExample>> next_round_examples(TrainSession& s) {
+  dist::DistributedSampler& sampler = *s.sampler;
+  if (sampler.remaining() == 0) sampler.set_epoch(sampler.epoch() + 1);
+  std::vector<std::vector<PromptExample>> out;
+  while (static_cast<int64_t>(out.size()) < s.GA && sampler.remaining() > 0) {
+    std::vector<PromptExample> ex;
+    for (int64_t i : sampler.next_batch(s.B))
+      ex.push_back(make_prompt_example(s.records[static_cast<size_t>(i)], s.mode, s.ipc));
+    out.push_back(std::move(ex));
+  }
+  return out;
+}
+
+// Restores a checkpoint into the session (weights, fp32 masters, optimizer, RNGs, sampler).
+void resume_from(TrainSession& s, const std::string& dir) {
+  model::load_qwen2_vl_weights(s.policy, dir);
+  if (s.cfg.bf16) {
+    at::NoGradGuard ng;
+    NamedTensors fresh = s.policy->named_parameters().pairs();
+    for (size_t i = 0; i < s.master.size(); ++i)
+      s.master[i].second.copy_(fresh[i].second.to(at::kFloat));
+  }
+  load_trainer_state(dir, s.st, *s.opt, s.master);
+  restore_rng(s.st, s.mt);
+  if (s.st.world_size != s.world) {
+    const dist::SamplerState before = s.st.sampler;
+    s.st.sampler = rescale_sampler_for_world(s.st.sampler, s.st.world_size, s.world,
+                                             static_cast<int64_t>(s.records.size()), dir);
+    spdlog::info(
+        "resume: world size {} -> {} (sampler epoch {} position {} -> epoch {} position {})",
+        s.st.world_size, s.world, before.epoch, before.position, s.st.sampler.epoch,
+        s.st.sampler.position);
+    s.st.world_size = s.world;
+  }
+  s.sampler->load_state(s.st.sampler);
+  spdlog::info("resumed from {} at step {}", dir, s.st.global_step);
+}
+
+}  // namespace
+
+StepPlan plan_steps(const GRPOConfig& cfg, int64_t shard_samples) {
+  const bool sft = cfg.algo == "sft";
+  StepPlan p;
+  p.batches_per_epoch =
+      (shard_samples + cfg.per_device_train_batch_size - 1) / cfg.per_device_train_batch_size;
+  const int64_t iters = sft ? 1 : cfg.num_iterations;
+  p.steps_per_epoch =
+      std::max<int64_t>(1, p.batches_per_epoch * iters / cfg.gradient_accumulation_steps);
+  p.total_steps = cfg.max_steps > 0
+                      ? cfg.max_steps
+                      : static_cast<int64_t>(std::ceil(cfg.num_train_epochs * p.steps_per_epoch));
+  p.warmup_steps = get_warmup_steps(cfg.warmup_steps, cfg.warmup_ratio, p.total_steps);
+  return p;
+}
+
+dist::SamplerState rescale_sampler_for_world(dist::SamplerState s, int64_t saved_world,
+                                             int64_t world, int64_t n_records,
+                                             const std::string& dir) {
+  if (saved_world == world) return s;
+  if (s.position >= (n_records + saved_world - 1) / saved_world) {
+    // The checkpoint ended an epoch (its last, possibly short, step): the next step starts the next
+    // epoch whatever the world size (its padded shard length need not fit the new one).
+    s.epoch += 1;
+    s.position = 0;
+  }
+  // Same global batch, other world size: the prompts consumed this epoch are the first position *
+  // saved_world of the shared permutation, so the per-rank position scales.
+  const int64_t consumed = s.position * saved_world;
+  MEDR1_CHECK(consumed % world == 0, dir, ": resuming a world-size-", saved_world, " checkpoint (",
+              consumed, " prompts of epoch ", s.epoch, " consumed) with world size ", world,
+              " needs a multiple of the new world size");
+  s.position = consumed / world;
+  return s;
+}
+
+std::unique_ptr<TrainSession> set_up(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
+  auto sp = std::make_unique<TrainSession>();
+  TrainSession& s = *sp;
+  s.cfg = cfg_in;
+  GRPOConfig& cfg = s.cfg;
+  s.sft = cfg.algo == "sft";
+  MEDR1_CHECK(s.sft || cfg.algo == "grpo", "algo: expected grpo or sft, got '", cfg.algo, "'");
+  MEDR1_CHECK(!cfg.output_dir.empty(), "output_dir: required");
+  MEDR1_CHECK(!cfg.model_name_or_path.empty(), "model_name_or_path: required");
+  MEDR1_CHECK(!cfg.dataset_name.empty(), "dataset_name: required");
+  if (s.sft) cfg.num_generations = std::max<int64_t>(cfg.num_generations, 1);
+  s.env = dist::read_launch_env();
+  cfg.validate(s.env.world_size);
+  s.device = resolve_train_device(cfg.device, s.env);
+  dist::ProcessGroupOptions pgo;                     // world 1: no store, every call a no-op
+  pgo.device = s.device.is_cuda() ? "cuda" : "cpu";  // NCCL on CUDA, gloo on CPU
+  s.pg = std::make_unique<dist::ProcessGroup>(s.env, pgo);
+  dist::ProcessGroup& pg = *s.pg;
+  s.is_main = pg.rank() == 0;
+  s.world = pg.world_size();
+  if (pg.is_distributed())
+    spdlog::info("data-parallel: rank {} of {} ({}, {}), global batch {} prompts", pg.rank(),
+                 s.world, pg.backend_name(), s.device.str(),
+                 s.world * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps);
+  if (s.is_main) {
+    fs::create_directories(cfg.output_dir);
+    save_grpo_config(cfg, (fs::path(cfg.output_dir) / "resolved_config.json").string());
+    // Stale temp folders of a run killed mid-save.
+    for (const auto& e : fs::directory_iterator(cfg.output_dir))
+      if (e.is_directory() && e.path().filename().string().rfind(".tmp-checkpoint-", 0) == 0)
+        fs::remove_all(e.path());
+  }
+  pg.barrier();  // the folder exists (and is clean) before any rank looks into it
+
+  at::manual_seed(static_cast<uint64_t>(cfg.seed));
+  s.mt.seed(static_cast<uint64_t>(cfg.seed));
+  const at::ScalarType run_dtype = cfg.bf16 ? at::kBFloat16 : at::kFloat;
+  s.policy = load_policy(cfg.model_name_or_path, run_dtype, static_cast<uint64_t>(cfg.seed));
+  s.policy->to(s.device);
+  s.policy->train();
+  // HF gradient_checkpointing_enable on the policy: every decoder layer and vision block recomputes
+  // its activations in backward (the reference model and the no-grad logps never build a graph
+  // anyway).
+  s.policy->set_gradient_checkpointing(cfg.gradient_checkpointing);
+  if (s.is_main)
+    model::use_attn_implementation(cfg.attn_implementation, s.device);
+  else
+    model::set_attn_implementation(model::parse_attn_implementation(cfg.attn_implementation));
+  // Every rank starts from rank 0's weights (DDP's constructor broadcast) and averages its grads
+  // with the others; hooks on the run parameters (bf16: their grads are averaged before the fp32
+  // master copy).
+  if (pg.is_distributed()) s.sync = std::make_unique<dist::GradSync>(pg, *s.policy);
+  s.mode = prompt_mode_from_string(cfg.prompt_template);
+  s.tok = std::make_unique<tokenizer::Tokenizer>(
+      tokenizer::Tokenizer::from_dir(cfg.model_name_or_path));
+  s.eos_id = s.tok->eos_token_id();
+  MEDR1_CHECK(s.eos_id >= 0, cfg.model_name_or_path, ": tokenizer_config.json names no eos_token");
+  s.pad_id = s.tok->pad_token_id() >= 0 ? s.tok->pad_token_id() : s.eos_id;
+
+  if (auto p = fs::path(cfg.model_name_or_path) / "preprocessor_config.json"; fs::exists(p))
+    s.ipc = vision::load_image_processor_config(p.string());
+  s.ipc.max_pixels = cfg.max_pixels;
+  s.ipc.min_pixels = cfg.min_pixels;
+
+  data::LoadOptions lo;
+  lo.image_root = cfg.dataset_root;
+  lo.require_solution = true;
+  s.records = data::load_dataset(cfg.dataset_name, lo);
+  MEDR1_CHECK(!s.records.empty(), cfg.dataset_name, ": no records");
+
+  // Reference model: a frozen copy of the starting policy (Med-R1: create_reference_model).
+  if (!s.sft && cfg.beta != 0.0) {
+    s.ref = load_policy(cfg.model_name_or_path, run_dtype, static_cast<uint64_t>(cfg.seed));
+    s.ref->to(s.device);
+    s.ref->eval();
+    for (auto& p : s.ref->parameters()) p.set_requires_grad(false);
+    if (pg.is_distributed()) dist::broadcast_module(pg, *s.ref);
+  }
+
+  // Master weights: the policy's own parameters in fp32; fp32 copies when the policy runs in bf16.
+  s.run_params = s.policy->named_parameters().pairs();
+  for (auto& [n, p] : s.run_params) {
+    if (!cfg.bf16) {
+      s.master.emplace_back(n, p);
+      continue;
+    }
+    at::Tensor m32 = p.detach().to(at::kFloat).clone();
+    m32.set_requires_grad(true);
+    s.master.emplace_back(n, m32);
+  }
+  s.opt = make_adamw(s.master, cfg);
+  for (auto& [n, p] : s.master) s.master_list.push_back(p);
+
+  s.B = cfg.per_device_train_batch_size;
+  s.GA = cfg.gradient_accumulation_steps;
+  s.G = s.sft ? 1 : cfg.num_generations;
+  s.sampler =
+      std::make_unique<dist::DistributedSampler>(static_cast<int64_t>(s.records.size()), pg.rank(),
+                                                 pg.world_size(), static_cast<uint64_t>(cfg.seed));
+  s.plan = plan_steps(cfg, s.sampler->num_samples());
+  s.sched = lr_scheduler_type_from_string(cfg.lr_scheduler_type);
+  s.loss_type = loss_type_from_string(cfg.loss_type);
+  s.scale = scale_rewards_from_string(cfg.scale_rewards);
+  s.registry = hooks.rewards ? hooks.rewards : &default_registry();
+  s.gen = hooks.generate ? hooks.generate : default_generate_fn();
+
+  if (auto dir = resolve_resume_dir(cfg.resume, cfg.output_dir)) resume_from(s, *dir);
+  s.st.world_size = s.world;
+
+  RolloutOptions& ro = s.ro;
+  ro.num_generations = s.G;
+  ro.max_prompt_length = cfg.max_prompt_length;
+  ro.sampling.do_sample = true;
+  ro.sampling.temperature = cfg.temperature;
+  ro.sampling.top_k = cfg.top_k;
+  ro.sampling.top_p = cfg.top_p;
+  ro.sampling.repetition_penalty = cfg.repetition_penalty;
+  ro.sampling.max_new_tokens = cfg.max_completion_length;
+  ro.sampling.eos_token_ids = s.policy->config().eos_token_id;
+  if (ro.sampling.eos_token_ids.empty()) ro.sampling.eos_token_ids = {s.eos_id};
+  ro.mask_eos_ids = {s.eos_id};  // Med-R1: processing_class.eos_token_id only
+  ro.mask_truncated_completions = cfg.mask_truncated_completions;
+  ro.seed = static_cast<uint64_t>(cfg.seed);
+
+  // Also on an epoch's last step with fewer than GA micro-batches: HF's training_step always
+  // divides by GA.
+  s.divisor = loss_accumulation_divisor(s.loss_type, s.GA);
+  s.plo = policy_loss_options(cfg);
+  return sp;
+}
+
+double set_step_learning_rate(TrainSession& s, int64_t step) {
+  const double lr =
+      s.cfg.learning_rate * lr_lambda(s.sched, step, s.plan.warmup_steps, s.plan.total_steps);
+  set_learning_rate(*s.opt, lr);
+  return lr;
+}
+
+std::vector<MicroBatch> generation_round(TrainSession& s, int64_t step) {
+  std::vector<MicroBatch> round;
+  for (std::vector<PromptExample>& ex : next_round_examples(s)) {
+    MicroBatch mb;
+    auto t0 = Clock::now();
+    if (s.sft) {
+      mb.r = make_sft_batch(*s.tok, ex, s.cfg.max_prompt_length, s.eos_id, s.pad_id);
+      to_device(mb.r, s.device);
+      round.push_back(std::move(mb));
+      continue;
+    }
+    s.ro.step = step;
+    mb.r = make_rollout(s.policy, *s.tok, ex, s.ro, s.pad_id, s.gen);
+    mb.rewards = compute_rewards(RewardInputs{mb.r.completions, mb.r.solutions, s.mode},
+                                 s.cfg.reward_funcs, s.cfg.reward_weights, *s.registry);
+    at::Tensor rw = at::tensor(mb.rewards.total, at::kDouble).to(at::kFloat);
+    Advantages adv = compute_advantages(rw, s.G, s.scale, 1e-4);
+    mb.advantages = adv.advantages.to(s.device);
+    to_device(mb.r, s.device);
+    mb.reward_std = at::nan_to_num(adv.std.view({-1, s.G}).select(1, 0), 0.0).mean().item<double>();
+    at::NoGradGuard ng;
+    if (s.ref) mb.ref_logps = logps_of(s.ref, mb.r);
+    if (s.cfg.num_iterations > 1) {
+      s.policy->eval();
+      mb.old_logps = logps_of(s.policy, mb.r);
+      s.policy->train();
+    }
+    mb.rollout_s = seconds_since(t0);
+    round.push_back(std::move(mb));
+  }
+  return round;
+}
+
+StepMetrics update(TrainSession& s, std::vector<MicroBatch>& round, int64_t step) {
+  StepMetrics m;
+  m.per_func_sum.assign(s.cfg.reward_funcs.size(), 0.0);
+  if (s.loss_type == LossType::dapo) {
+    double items = 0;
+    for (const auto& mb : round) items += mb.r.completion_mask.sum().item<double>();
+    if (s.pg->is_distributed()) {
+      // TRL: the global token count, scaled by the world size because the ranks' grads are
+      // averaged.
+      at::Tensor t = at::tensor({items}, at::kDouble);
+      s.pg->allreduce(t);
+      items = t.item<double>() / static_cast<double>(s.world);
+    }
+    s.plo.num_items_in_batch = items;
+  }
+  for (size_t k = 0; k < round.size(); ++k) {
+    MicroBatch& mb = round[k];
+    // DDP no_sync: only the last micro-step's backward allreduces (the accumulated) grads.
+    auto no_sync =
+        s.sync && k + 1 < round.size() ? s.sync->no_sync() : dist::GradSync::NoSyncGuard{};
+    const auto t0 = Clock::now();
+    at::Tensor logps = logps_of(s.policy, mb.r);
+    at::Tensor loss;
+    if (s.sft) {
+      loss = sft_loss(logps, mb.r.completion_mask);
+      m.completion_length += mb.r.completion_mask.sum(1).to(at::kDouble).mean().item<double>();
+    } else {
+      PolicyLossOutput out = grpo_policy_loss(logps, mb.old_logps, mb.ref_logps, mb.advantages,
+                                              mb.r.completion_mask, s.plo);
+      loss = out.loss;
+      m.kl += out.kl.item<double>();
+      m.clip += out.clip_ratio_region.item<double>();
+      m.completion_length += out.completion_length.item<double>();
+      m.reward_std += mb.reward_std;
+      for (size_t f = 0; f < mb.rewards.per_func.size(); ++f)
+        for (double v : mb.rewards.per_func[f]) m.per_func_sum[f] += std::isnan(v) ? 0.0 : v;
+      for (double v : mb.rewards.total) m.reward_sum += std::isnan(v) ? 0.0 : v;
+      m.n_completions += static_cast<double>(mb.rewards.total.size());
+    }
+    const double loss_v = loss.item<double>();
+    MEDR1_CHECK(std::isfinite(loss_v), "step ", step + 1, ": loss is ", loss_v,
+                " (non-finite); stopping before the optimizer step, last checkpoint kept");
+    at::Tensor scaled = loss / static_cast<double>(s.divisor);
+    if (s.sync && k + 1 == round.size()) s.sync->prepare_for_backward(scaled);
+    scaled.backward();
+    m.loss += loss_v / static_cast<double>(s.divisor);
+    m.n_micro += 1;
+    m.gen_tokens += static_cast<double>(mb.r.generated_tokens);
+    m.rollout_s += mb.rollout_s;
+    m.train_tokens += static_cast<double>(mb.r.completion_ids.size(0) *
+                                          (mb.r.prompt_ids.size(1) + mb.r.completion_ids.size(1)));
+    m.train_s += seconds_since(t0);
+  }
+  if (s.sync) s.sync->finalize();  // .grad = mean over ranks
+  if (s.cfg.bf16) {
+    for (size_t i = 0; i < s.master.size(); ++i) {
+      const at::Tensor& g = s.run_params[i].second.grad();
+      s.master[i].second.mutable_grad() = g.defined() ? g.to(at::kFloat) : at::Tensor();
+    }
+  }
+  m.grad_norm = s.cfg.max_grad_norm > 0 ? clip_grad_norm_(s.master_list, s.cfg.max_grad_norm)
+                                        : clip_grad_norm_(s.master_list, 1e30);
+  MEDR1_CHECK(std::isfinite(m.grad_norm), "step ", step + 1, ": gradient norm is ", m.grad_norm,
+              " (non-finite); stopping before the optimizer step, last checkpoint kept");
+  s.opt->step();
+  s.opt->zero_grad();
+  if (s.cfg.bf16) {
+    at::NoGradGuard ng;
+    for (size_t i = 0; i < s.master.size(); ++i) {
+      s.run_params[i].second.copy_(s.master[i].second);
+      s.run_params[i].second.mutable_grad() = at::Tensor();
+    }
+  }
+  s.st.global_step += 1;
+  s.st.sampler = s.sampler->state();
+  return m;
+}
+
+double epoch_progress(const TrainSession& s) {
+  const dist::SamplerState pos = s.sampler->state();
+  return static_cast<double>(pos.epoch) +
+         static_cast<double>(pos.position) / static_cast<double>(s.sampler->num_samples());
+}
+
+nlohmann::json metrics_record(const StepMetrics& m, const std::vector<std::string>& reward_funcs,
+                              bool sft, int64_t step, double epoch, double lr, double step_time) {
+  const double nm = std::max(1.0, m.n_micro);
+  nlohmann::json rec;
+  rec["step"] = step;
+  rec["epoch"] = epoch;
+  rec["loss"] = m.loss;
+  if (!sft) {
+    const double nc = std::max(1.0, m.n_completions);
+    for (size_t f = 0; f < reward_funcs.size(); ++f)
+      rec["rewards/" + reward_funcs[f]] = m.per_func_sum[f] / nc;
+    rec["reward"] = m.reward_sum / nc;
+    rec["reward_std"] = m.reward_std / nm;
+    rec["kl"] = m.kl / nm;
+    rec["clip_ratio"] = m.clip / nm;
+  }
+  rec["completion_length"] = m.completion_length / nm;
+  rec["learning_rate"] = lr;
+  rec["grad_norm"] = m.grad_norm;
+  rec["step_time"] = step_time;
+  rec["rollout_tokens_per_s"] = m.rollout_s > 0 ? m.gen_tokens / m.rollout_s : 0.0;
+  rec["train_tokens_per_s"] = m.train_s > 0 ? m.train_tokens / m.train_s : 0.0;
+  return rec;
+}
+
+void average_over_ranks(dist::ProcessGroup& pg, nlohmann::json& rec) {
+  if (!pg.is_distributed()) return;
+  // Every rank holds the same keys; the logged value is the mean over ranks (HF Trainer's gather +
+  // mean); throughputs are per rank, so the job's is world x their mean.
+  std::map<std::string, double> local;
+  for (auto it = rec.begin(); it != rec.end(); ++it)
+    if (it.key() != "step" && it.key() != "epoch" && it.key() != "learning_rate")
+      local[it.key()] = it->get<double>();
+  for (const auto& [k, v] : dist::allreduce_mean(pg, local)) rec[k] = v;
+  const double world = static_cast<double>(pg.world_size());
+  rec["rollout_tokens_per_s"] = rec["rollout_tokens_per_s"].get<double>() * world;
+  rec["train_tokens_per_s"] = rec["train_tokens_per_s"].get<double>() * world;
+}
+
+std::vector<nlohmann::json> completion_rows(const std::vector<MicroBatch>& round,
+                                            const std::vector<data::Record>& records,
+                                            int64_t step) {
+  std::vector<nlohmann::json> rows;
+  for (const MicroBatch& mb : round) {
+    const size_t n = mb.rewards.total.size();
+    if (n == 0 || mb.r.num_prompts == 0) continue;  // SFT: no sampled completions
+    const size_t g = n / static_cast<size_t>(mb.r.num_prompts);
+    std::vector<float> adv;
+    if (mb.advantages.defined()) {
+      const at::Tensor a = mb.advantages.detach().to(at::kCPU, at::kFloat).contiguous();
+      adv.assign(a.data_ptr<float>(), a.data_ptr<float>() + a.numel());
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const size_t p = i / g;
+      const int64_t idx = p < mb.r.dataset_indices.size() ? mb.r.dataset_indices[p] : -1;
+      nlohmann::json row;
+      row["step"] = step;
+      row["prompt_index"] = idx;
+      row["generation"] = static_cast<int64_t>(i % g);
+      if (idx >= 0 && static_cast<size_t>(idx) < records.size()) {
+        const data::Record& rec = records[static_cast<size_t>(idx)];
+        row["image"] = rec.image;
+        row["problem"] = rec.problem;
+      }
+      row["solution"] = i < mb.r.solutions.size() ? mb.r.solutions[i] : std::string();
+      row["completion"] = i < mb.r.completions.size() ? mb.r.completions[i] : std::string();
+      nlohmann::json rw = nlohmann::json::object();
+      for (size_t f = 0; f < mb.rewards.names.size() && f < mb.rewards.per_func.size(); ++f)
+        rw[mb.rewards.names[f]] = mb.rewards.per_func[f][i];
+      row["rewards"] = rw;
+      row["reward"] = mb.rewards.total[i];
+      row["advantage"] = i < adv.size() ? nlohmann::json(adv[i]) : nlohmann::json(nullptr);
+      rows.push_back(std::move(row));
+    }
+  }
+  return rows;
+}
+
+std::string save_checkpoint_step(TrainSession& s) {
+  capture_rng(s.st, s.mt);
+  NamedTensors weights;
+  for (auto& [n, p] : s.master) weights.emplace_back(n, p.detach());
+  s.pg->barrier();  // every rank finished the step
+  std::string dir;
+  if (s.is_main)
+    dir = save_checkpoint(s.cfg.output_dir, s.st, weights, model::to_json(s.policy->config()),
+                          s.cfg.model_name_or_path, s.cfg.save_only_model ? nullptr : s.opt.get(),
+                          s.master, to_json(s.cfg));
+  else
+    dir =
+        (fs::path(s.cfg.output_dir) / ("checkpoint-" + std::to_string(s.st.global_step))).string();
+  s.pg->barrier();  // the checkpoint is committed before any rank goes on (a later failure leaves
+                    // it intact)
+  return dir;
+}
+
+void save_final_model(TrainSession& s) {
+  NamedTensors weights;
+  for (auto& [n, p] : s.master) weights.emplace_back(n, p.detach());
+  s.pg->barrier();
+  if (s.is_main) {
+    io::write_json_atomic((fs::path(s.cfg.output_dir) / "config.json").string(),
+                          model::to_json(s.policy->config()));
+    io::save_safetensors_sharded(s.cfg.output_dir, weights);
+    io::copy_hf_side_files(s.cfg.model_name_or_path, s.cfg.output_dir);
+  }
+  s.pg->barrier();  // the final model is on disk when train() returns on any rank
+}
+
+}  // namespace medr1::rl
