@@ -22,7 +22,8 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 # ---- Debian packages ---------------------------------------------------------------------------------------
 PKGS=(build-essential cmake ninja-build pkg-config ccache git xz-utils iproute2 qemu-user
       libgloo-dev libstb-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libbenchmark-dev
-      libpcre2-dev libutf8proc-dev libjpeg62-turbo-dev libpng-dev libcurl4-openssl-dev libssl-dev)
+      libpcre2-dev libutf8proc-dev libjpeg62-turbo-dev libpng-dev libcurl4-openssl-dev libssl-dev
+      clang-14 libclang-rt-14-dev)  # the last two: libFuzzer + ASan/UBSan runtimes (scripts/fuzz.sh)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,7 +14,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <map>
 
 #include "medr1/core/device.h"
@@ -201,6 +203,14 @@ std::unique_ptr<TrainSession> set_up(const GRPOConfig& cfg_in, const TrainerHook
   dist::ProcessGroup& pg = *s.pg;
   s.is_main = pg.rank() == 0;
   s.world = pg.world_size();
+  if (const char* f = std::getenv("MEDR1_FAULT_NONFINITE_LOSS"); f != nullptr && *f != '\0') {
+    const std::string spec = f;
+    const auto colon = spec.find(':');
+    s.fault_nonfinite_step = std::stoll(spec.substr(0, colon));
+    if (colon != std::string::npos) s.fault_nonfinite_rank = std::stoi(spec.substr(colon + 1));
+    spdlog::warn("MEDR1_FAULT_NONFINITE_LOSS={}: the loss of step {} is made NaN (fault injection)",
+                 spec, s.fault_nonfinite_step);
+  }
   if (pg.is_distributed())
     spdlog::info("data-parallel: rank {} of {} ({}, {}), global batch {} prompts", pg.rank(),
                  s.world, pg.backend_name(), s.device.str(),
@@ -352,8 +362,33 @@ std::vector<MicroBatch> generation_round(TrainSession& s, int64_t step) {
   return round;
 }
 
+// "" when every rank's step was finite; else what went wrong where, the same decision on every
+// rank. The loss is per rank ("loss is nan (micro-batch 1 of 2) on rank(s) 1"; one allreduce of a
+// per-rank flag when distributed); the gradient norm is taken after the gradient allreduce, so it
+// is the same on every rank (a NaN loss on one rank makes every rank's norm NaN: the loss is named
+// first).
+std::string nonfinite_verdict(dist::ProcessGroup& pg, const std::string& local_loss_bad,
+                              double grad_norm) {
+  std::string ranks;
+  if (!pg.is_distributed()) {
+    if (!local_loss_bad.empty()) ranks = "0";
+  } else {
+    at::Tensor flags = at::zeros({pg.world_size()}, at::kFloat);
+    if (!local_loss_bad.empty()) flags[pg.rank()] = 1.0f;
+    pg.allreduce(flags);
+    for (int r = 0; r < pg.world_size(); ++r)
+      if (flags[r].item<float>() > 0) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+  }
+  if (!ranks.empty())
+    return (local_loss_bad.empty() ? std::string("the loss is non-finite") : local_loss_bad) +
+           " on rank(s) " + ranks;
+  if (!std::isfinite(grad_norm)) return "gradient norm is " + std::to_string(grad_norm);
+  return "";
+}
+
 StepMetrics update(TrainSession& s, std::vector<MicroBatch>& round, int64_t step) {
   StepMetrics m;
+  std::string bad;  // this rank's first non-finite loss of the step
   m.per_func_sum.assign(s.cfg.reward_funcs.size(), 0.0);
   if (s.loss_type == LossType::dapo) {
     double items = 0;
@@ -391,9 +426,15 @@ StepMetrics update(TrainSession& s, std::vector<MicroBatch>& round, int64_t step
       for (double v : mb.rewards.total) m.reward_sum += std::isnan(v) ? 0.0 : v;
       m.n_completions += static_cast<double>(mb.rewards.total.size());
     }
+    if (s.fault_nonfinite_step == step + 1 &&
+        (s.fault_nonfinite_rank < 0 || s.fault_nonfinite_rank == s.pg->rank()))
+      loss = loss * std::numeric_limits<double>::quiet_NaN();  // MEDR1_FAULT_NONFINITE_LOSS (tests)
     const double loss_v = loss.item<double>();
-    MEDR1_CHECK(std::isfinite(loss_v), "step ", step + 1, ": loss is ", loss_v,
-                " (non-finite); stopping before the optimizer step, last checkpoint kept");
+    // A non-finite loss still goes through backward: under data parallelism every rank must reach
+    // the same gradient allreduces; the decision below is taken by all ranks together.
+    if (!std::isfinite(loss_v) && bad.empty())
+      bad = "loss is " + std::to_string(loss_v) + " (micro-batch " + std::to_string(k + 1) +
+            " of " + std::to_string(round.size()) + ")";
     at::Tensor scaled = loss / static_cast<double>(s.divisor);
     if (s.sync && k + 1 == round.size()) s.sync->prepare_for_backward(scaled);
     scaled.backward();
@@ -414,8 +455,26 @@ StepMetrics update(TrainSession& s, std::vector<MicroBatch>& round, int64_t step
   }
   m.grad_norm = s.cfg.max_grad_norm > 0 ? clip_grad_norm_(s.master_list, s.cfg.max_grad_norm)
                                         : clip_grad_norm_(s.master_list, 1e30);
-  MEDR1_CHECK(std::isfinite(m.grad_norm), "step ", step + 1, ": gradient norm is ", m.grad_norm,
-              " (non-finite); stopping before the optimizer step, last checkpoint kept");
+  const std::string verdict = nonfinite_verdict(*s.pg, bad, m.grad_norm);
+  if (!verdict.empty()) {
+    MEDR1_CHECK(s.cfg.skip_nonfinite_steps, "step ", step + 1, ": ", verdict,
+                "; stopped before the optimizer step, so no non-finite value reached the weights "
+                "or a checkpoint (the "
+                "last checkpoint in ",
+                s.cfg.output_dir, " is intact; --skip_nonfinite_steps true skips such steps)");
+    if (s.is_main)
+      spdlog::warn("step {}: {}; optimizer update skipped (skip_nonfinite_steps)", step + 1,
+                   verdict);
+    s.opt->zero_grad();
+    for (auto& [n, p] : s.run_params) p.mutable_grad() = at::Tensor();
+    m.skipped = true;
+    m.loss = 0.0;  // logged as 0 with nonfinite_step_skipped 1 (JSON has no NaN; resume re-reads
+                   // the log)
+    m.grad_norm = 0.0;
+    s.st.global_step += 1;
+    s.st.sampler = s.sampler->state();
+    return m;
+  }
   s.opt->step();
   s.opt->zero_grad();
   if (s.cfg.bf16) {
@@ -455,6 +514,7 @@ nlohmann::json metrics_record(const StepMetrics& m, const std::vector<std::strin
   rec["completion_length"] = m.completion_length / nm;
   rec["learning_rate"] = lr;
   rec["grad_norm"] = m.grad_norm;
+  if (m.skipped) rec["nonfinite_step_skipped"] = 1.0;
   rec["step_time"] = step_time;
   rec["rollout_tokens_per_s"] = m.rollout_s > 0 ? m.gen_tokens / m.rollout_s : 0.0;
   rec["train_tokens_per_s"] = m.train_s > 0 ? m.train_tokens / m.train_s : 0.0;

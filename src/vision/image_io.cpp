@@ -548,9 +548,42 @@ RgbImage decode_bmp16(const uint8_t* b, size_t n, const std::string& name) {
   return img;
 }
 
+// A BMP stored as raw rows (any compression but RLE, which stb refuses) whose file ends before its last row of
+// pixels: Pillow refuses it ("image file is truncated"); stb would decode the missing rows as black, at any size.
+void check_bmp_not_truncated(const uint8_t* b, size_t n, const std::string& name) {
+  if (n < 26 || b[0] != 'B' || b[1] != 'M') return;
+  auto u16 = [&](size_t o) { return static_cast<uint32_t>(b[o]) | static_cast<uint32_t>(b[o + 1]) << 8; };
+  auto u32 = [&](size_t o) { return u16(o) | u16(o + 2) << 16; };
+  const uint32_t header = u32(14);
+  int64_t w = 0, h = 0, bpp = 0;
+  if (header == 12) {  // OS/2 BITMAPCOREHEADER: 16-bit sizes
+    w = u16(18);
+    h = u16(20);
+    bpp = u16(24);
+  } else if (header >= 40 && n >= 34) {
+    const uint32_t compression = u32(30);
+    if (compression == 1 || compression == 2) return;
+    w = static_cast<int32_t>(u32(18));
+    h = static_cast<int32_t>(u32(22));
+    if (h < 0) h = -h;
+    bpp = u16(28);
+  }
+  if (bpp != 1 && bpp != 4 && bpp != 8 && bpp != 24 && bpp != 32) return;
+  if (w <= 0 || h <= 0 || w * h > kMaxPixels) return;  // stb / check_size refuse these
+  const int64_t stride = (w * bpp + 31) / 32 * 4;
+  const int64_t need = static_cast<int64_t>(u32(10)) + stride * (h - 1) + (w * bpp + 7) / 8;
+  MEDR1_CHECK(static_cast<int64_t>(n) >= need, name, ": image file is truncated (BMP of ", w, "x", h, " at ", bpp,
+              " bits needs ", need, " bytes, the file has ", n, ")");
+}
+
 RgbImage decode_stb(const uint8_t* bytes, size_t n, const std::string& name, const char* format) {
   MEDR1_CHECK(n <= 0x7fffffffu, name, ": ", format, " file too large");
   int w = 0, h = 0, comp = 0;
+  // The size in the header is checked before decoding: stb allocates and decodes up to 2^24 x 2^24 pixels,
+  // reading zeros past the end of a truncated file (found by tests/fuzz/fuzz_image: a 917-byte BMP claiming
+  // 11206686x20 pixels took over 20 s and 670 MB before the limit below refused it).
+  if (stbi_info_from_memory(bytes, static_cast<int>(n), &w, &h, &comp)) check_size(w, h, name);
+  check_bmp_not_truncated(bytes, n, name);
   stbi_uc* px = stbi_load_from_memory(bytes, static_cast<int>(n), &w, &h, &comp, 3);
   if (!px) fail(name, ": cannot decode ", format, ": ", stbi_failure_reason() ? stbi_failure_reason() : "unknown");
   RgbImage img;

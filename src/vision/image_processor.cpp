@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <limits>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -207,6 +208,13 @@ int64_t json_int(const nlohmann::json& j, const std::string& key, const std::str
   MEDR1_CHECK(j.is_number_integer() || (j.is_number_float() && std::floor(j.get<double>()) == j.get<double>()), file,
               ": ", field, ": expected an integer, got ", j.dump());
   (void)key;
+  // Out of int64's range (1e30, 2^64 - 1) is refused: converting it would be undefined (found by
+  // tests/fuzz/fuzz_preprocessor_config: "max_pixels": 1.28e129).
+  MEDR1_CHECK(!j.is_number_unsigned() || j.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), file, ": ", field,
+              ": integer out of range, got ", j.dump());
+  MEDR1_CHECK(
+      !j.is_number_float() || (j.get<double>() >= -9.223372036854775808e18 && j.get<double>() < 9.223372036854775808e18),
+      file, ": ", field, ": integer out of range, got ", j.dump());
   return j.is_number_integer() ? j.get<int64_t>() : static_cast<int64_t>(j.get<double>());
 }
 
@@ -273,10 +281,11 @@ ImageProcessorConfig load_image_processor_config(const std::string& path) {
   get_int("patch_size", c.patch_size);
   get_int("temporal_patch_size", c.temporal_patch_size);
   get_int("merge_size", c.merge_size);
-  MEDR1_CHECK(c.patch_size > 0, path, ": patch_size: must be positive, got ", c.patch_size);
-  MEDR1_CHECK(c.temporal_patch_size > 0, path, ": temporal_patch_size: must be positive, got ",
-              c.temporal_patch_size);
-  MEDR1_CHECK(c.merge_size > 0, path, ": merge_size: must be positive, got ", c.merge_size);
+  // Up to 1024 each (Qwen: 14, 2, 2), so factor() and patch_dim() cannot overflow.
+  MEDR1_CHECK(c.patch_size > 0 && c.patch_size <= 1024, path, ": patch_size: must be in 1..1024, got ", c.patch_size);
+  MEDR1_CHECK(c.temporal_patch_size > 0 && c.temporal_patch_size <= 1024, path,
+              ": temporal_patch_size: must be in 1..1024, got ", c.temporal_patch_size);
+  MEDR1_CHECK(c.merge_size > 0 && c.merge_size <= 1024, path, ": merge_size: must be in 1..1024, got ", c.merge_size);
   MEDR1_CHECK(c.min_pixels > 0 && c.max_pixels >= c.min_pixels, path, ": min_pixels/max_pixels: need 0 < ",
               c.min_pixels, " <= ", c.max_pixels);
   return c;

@@ -6,9 +6,8 @@
 // per-field CLI flags of grpo_config_cli.h) and --help. No torch here on purpose.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,6 +45,7 @@ struct GRPOConfig {
   int64_t num_iterations;
   std::string loss_type, scale_rewards;
   bool mask_truncated_completions;
+  bool skip_nonfinite_steps;
   std::vector<std::string> reward_funcs;
   std::vector<double> reward_weights;
 
@@ -74,7 +74,8 @@ struct GRPOConfig {
     v(c.max_grad_norm, "max_grad_norm", 1.0, "clip gradients to this global L2 norm (0 = off)");
     v(c.lr_scheduler_type, "lr_scheduler_type", S{"linear"},
       "linear | constant | constant_with_warmup | cosine (HF semantics)");
-    v(c.warmup_steps, "warmup_steps", int64_t{0}, "LR warmup steps (overrides warmup_ratio if > 0)");
+    v(c.warmup_steps, "warmup_steps", int64_t{0},
+      "LR warmup steps (overrides warmup_ratio if > 0)");
     v(c.warmup_ratio, "warmup_ratio", 0.0, "LR warmup as a fraction of the total steps");
     v(c.num_generations, "num_generations", int64_t{4}, "G: completions sampled per prompt");
     v(c.per_device_train_batch_size, "per_device_train_batch_size", int64_t{1},
@@ -83,17 +84,20 @@ struct GRPOConfig {
       "micro-batches per optimizer step");
     v(c.max_prompt_length, "max_prompt_length", int64_t{1024},
       "keep the last N prompt tokens for the loss forward");
-    v(c.max_completion_length, "max_completion_length", int64_t{256}, "max new tokens per completion");
+    v(c.max_completion_length, "max_completion_length", int64_t{256},
+      "max new tokens per completion");
     v(c.num_train_epochs, "num_train_epochs", 2.0, "passes over the training data");
     v(c.max_steps, "max_steps", int64_t{-1}, "optimizer steps (> 0 overrides num_train_epochs)");
     v(c.save_steps, "save_steps", int64_t{200}, "checkpoint every N optimizer steps");
     v(c.save_only_model, "save_only_model", false, "checkpoints hold weights only (no optimizer)");
     v(c.logging_steps, "logging_steps", int64_t{1}, "log every N optimizer steps");
     v(c.report_to, "report_to", VS{"tensorboard"},
-      "none | tensorboard | wandb | all, or a list: tensorboard writes <output_dir>/events.out.tfevents.*; "
+      "none | tensorboard | wandb | all, or a list: tensorboard writes "
+      "<output_dir>/events.out.tfevents.*; "
       "wandb is not native (a warning; metrics still go to metrics.jsonl and TensorBoard)");
     v(c.log_completions, "log_completions", false,
-      "append each logged step's completions (prompt, image, problem, completion, rewards, advantage) to "
+      "append each logged step's completions (prompt, image, problem, completion, rewards, "
+      "advantage) to "
       "<output_dir>/completions.jsonl (and TensorBoard text)");
     v(c.num_completions_to_print, "num_completions_to_print", int64_t{0},
       "with log_completions: at most N completions per logged step (0 = all)");
@@ -101,9 +105,11 @@ struct GRPOConfig {
     v(c.gradient_checkpointing, "gradient_checkpointing", false,
       "recompute each decoder layer's / vision block's activations in backward (policy only)");
     v(c.device, "device", S{"cpu"},
-      "cpu | cuda | cuda:N (under torchrun, cuda = cuda:LOCAL_RANK and the NCCL backend; gloo on cpu)");
+      "cpu | cuda | cuda:N (under torchrun, cuda = cuda:LOCAL_RANK and the NCCL backend; gloo on "
+      "cpu)");
     v(c.attn_implementation, "attn_implementation", S{"auto"},
-      "auto | eager | sdpa | flash_attention_2 (= sdpa): auto = sdpa on CUDA, eager (transformers' math) on CPU");
+      "auto | eager | sdpa | flash_attention_2 (= sdpa): auto = sdpa on CUDA, eager (transformers' "
+      "math) on CPU");
     v(c.max_pixels, "max_pixels", int64_t{401408}, "image processor max_pixels (512*28*28)");
     v(c.min_pixels, "min_pixels", int64_t{3136}, "image processor min_pixels (4*28*28)");
     v(c.seed, "seed", int64_t{42}, "random seed (data order, sampling, init)");
@@ -117,14 +123,25 @@ struct GRPOConfig {
       "upper clip range (ratio <= 1 + epsilon_high); null = epsilon");
     v(c.num_iterations, "num_iterations", int64_t{1}, "policy updates per generation batch");
     v(c.loss_type, "loss_type", S{"grpo"}, "grpo | bnpo | dr_grpo | dapo (TRL)");
-    v(c.scale_rewards, "scale_rewards", S{"group"}, "advantage scaling: group | batch | none (TRL)");
+    v(c.scale_rewards, "scale_rewards", S{"group"},
+      "advantage scaling: group | batch | none (TRL)");
     v(c.mask_truncated_completions, "mask_truncated_completions", false,
       "exclude completions without EOS from the loss");
+    v(c.skip_nonfinite_steps, "skip_nonfinite_steps", false,
+      "a step whose loss or gradient norm is NaN / Inf: false = stop naming step, quantity and "
+      "rank (the last "
+      "checkpoint stays); true = skip its optimizer update and log nonfinite_step_skipped");
     v(c.reward_funcs, "reward_funcs", VS{"accuracy", "format"}, "reward functions by name");
     v(c.reward_weights, "reward_weights", VD{}, "one weight per reward function ([] = all 1)");
   }
-  template <class V> void visit(V&& v) { visit_fields(*this, v); }
-  template <class V> void visit(V&& v) const { visit_fields(*this, v); }
+  template <class V>
+  void visit(V&& v) {
+    visit_fields(*this, v);
+  }
+  template <class V>
+  void visit(V&& v) const {
+    visit_fields(*this, v);
+  }
 
   // epsilon_high, or epsilon when unset.
   double resolved_epsilon_high() const { return epsilon_high ? *epsilon_high : epsilon; }
@@ -140,7 +157,8 @@ struct GRPOConfig {
 
 // Per-field description for CLI registration and --help.
 struct ConfigFieldInfo {
-  std::string key, type, default_value, help;  // type: string|float|int|bool|optional_float|list_str|list_float
+  std::string key, type, default_value,
+      help;  // type: string|float|int|bool|optional_float|list_str|list_float
 };
 std::vector<ConfigFieldInfo> grpo_config_fields();
 
@@ -154,7 +172,8 @@ void save_grpo_config(const GRPOConfig& c, const std::string& path);
 
 // Sets field `key` from command-line words (HfArgumentParser style): bools take "true/false/
 // yes/no/1/0" (no word = true), optional floats take "none"/"null", lists take one word per item
-// (or comma-separated words, or one JSON array). Throws naming the key on unknown keys or bad values.
+// (or comma-separated words, or one JSON array). Throws naming the key on unknown keys or bad
+// values.
 void apply_override(GRPOConfig& c, const std::string& key, const std::vector<std::string>& words);
 // "key=value" (the --set form); `value` may be a JSON array for list fields.
 void apply_set(GRPOConfig& c, const std::string& key_eq_value);

@@ -76,6 +76,8 @@ struct StepMetrics {
   double reward_sum = 0, n_completions = 0, n_micro = 0;
   double gen_tokens = 0, rollout_s = 0, train_tokens = 0, train_s = 0;
   double grad_norm = 0;  // global L2 norm before clipping
+  bool skipped =
+      false;  // non-finite loss / gradient with skip_nonfinite_steps: no optimizer update
 };
 
 // Everything set_up builds and the other phases use.
@@ -87,6 +89,10 @@ struct TrainSession {
   std::unique_ptr<dist::ProcessGroup> pg;
   bool is_main = true;
   int64_t world = 1;
+  // Fault injection for the tests: MEDR1_FAULT_NONFINITE_LOSS="STEP[:RANK]" makes that step's loss
+  // NaN (on RANK, else on every rank). Unset in real runs.
+  int64_t fault_nonfinite_step = -1;
+  int fault_nonfinite_rank = -1;
   std::mt19937_64 mt;
   model::Qwen2VLForConditionalGeneration policy{nullptr},
       ref{nullptr};                      // ref: null when beta == 0 or SFT

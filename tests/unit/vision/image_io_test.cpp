@@ -106,6 +106,50 @@ TEST(ImageDecode, Bmp24) {
   EXPECT_EQ(img.data, expect);
 }
 
+// 24-bit BI_RGB BMP header of w x h pixels followed by `data_bytes` bytes of pixels.
+std::vector<uint8_t> bmp24_header(uint32_t w, uint32_t h, size_t data_bytes) {
+  std::vector<uint8_t> b(54 + data_bytes, 0x5a);
+  auto put32 = [&](size_t at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) b[at + i] = static_cast<uint8_t>(v >> (8 * i));
+  };
+  b[0] = 'B';
+  b[1] = 'M';
+  put32(2, static_cast<uint32_t>(b.size()));
+  put32(6, 0);
+  put32(10, 54);
+  put32(14, 40);
+  put32(18, w);
+  put32(22, h);
+  b[26] = 1;
+  b[27] = 0;
+  b[28] = 24;
+  b[29] = 0;
+  put32(30, 0);
+  return b;
+}
+
+std::string refusal(const std::vector<uint8_t>& bytes, const std::string& name) {
+  try {
+    decode_image_rgb(bytes.data(), bytes.size(), name);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Found by tests/fuzz/fuzz_image (a timeout): a small BMP whose header claims 11206686 x 20 pixels made stb allocate
+// ~670 MB and decode zeros past the end of the file for over 20 s before the pixel limit refused it. The header's
+// size is now checked before decoding, and an uncompressed BMP shorter than its pixel array is refused as Pillow does.
+TEST(ImageDecode, BmpHugeHeaderRefusedBeforeDecoding) {
+  const std::string huge = refusal(bmp24_header(11206686, 20, 863), "fuzz.bmp");
+  EXPECT_NE(huge.find("fuzz.bmp"), std::string::npos) << huge;
+  EXPECT_NE(huge.find("exceeds Pillow's limit"), std::string::npos) << huge;
+  const std::string truncated = refusal(bmp24_header(30, 20, 100), "short.bmp");
+  EXPECT_NE(truncated.find("short.bmp: image file is truncated"), std::string::npos) << truncated;
+  // Complete file (20 rows of 92 bytes; the last row's padding may be missing) decodes.
+  EXPECT_EQ(decode_image_rgb(bmp24_header(30, 20, 19 * 92 + 90).data(), 54 + 19 * 92 + 90, "ok.bmp").width, 30);
+}
+
 // Hand-made GIF: 3x2 logical screen, a 2x2 frame at x = 1 holding indices 0,1 / 2,3, transparent index 2.
 // Pillow fills the canvas with the transparent index, writes every frame index (the transparent one too) and
 // maps indices through the palette: column 0 gets palette[2], the frame its own colours.
@@ -207,6 +251,31 @@ TEST(ImageProcessorConfig, ParsesCheckpointFileAndVariants) {
   }
   EXPECT_THROW(load_image_processor_config(write("bad2.json", R"({"image_mean": [0.5, 0.5]})")), Error);
   EXPECT_THROW(load_image_processor_config(dir + "/absent.json"), Error);
+}
+
+// Found by tests/fuzz/fuzz_preprocessor_config (UBSan: float-cast-overflow): an integral float beyond int64 was
+// converted to int64_t. Out-of-range integers and sizes that would overflow factor() / patch_dim() are refused,
+// naming the file and the field.
+TEST(ImageProcessorConfig, RefusesOutOfRangeIntegers) {
+  const std::string dir = std::string(MEDR1_BINARY_DIR) + "/test_vision_tmp";
+  std::filesystem::create_directories(dir);
+  auto refusal = [&](const std::string& name, const std::string& text) -> std::string {
+    std::ofstream(dir + "/" + name) << text;
+    try {
+      load_image_processor_config(dir + "/" + name);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  std::string msg = refusal("huge.json", R"({"size": {"min_pixels": 3136, "max_pixels": 1.2845e129}})");
+  EXPECT_NE(msg.find("huge.json: size.max_pixels: integer out of range"), std::string::npos) << msg;
+  msg = refusal("u64.json", R"({"min_pixels": 18446744073709551615})");
+  EXPECT_NE(msg.find("u64.json: min_pixels: integer out of range"), std::string::npos) << msg;
+  msg = refusal("patch.json", R"({"patch_size": 4611686018427387904, "merge_size": 4})");
+  EXPECT_NE(msg.find("patch.json: patch_size: must be in 1..1024"), std::string::npos) << msg;
+  msg = refusal("merge.json", R"({"merge_size": 1e6})");
+  EXPECT_NE(msg.find("merge.json: merge_size: must be in 1..1024"), std::string::npos) << msg;
 }
 
 }  // namespace
