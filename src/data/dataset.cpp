@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "medr1/core/error.h"
+#include "medr1/data/hf_dataset.h"
 
 namespace medr1::data {
 
@@ -88,7 +89,7 @@ std::vector<std::string> list_dataset_files(const std::string& path) {
   std::error_code ec;
   MEDR1_CHECK(fs::exists(path, ec), path, ": dataset not found (pass a .json/.jsonl file or a "
               "folder of them)");
-  if (!fs::is_directory(path, ec)) return {path};
+  if (!fs::is_directory(path, ec) || is_hf_dataset(path)) return {path};
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(path)) {
     if (e.is_regular_file() && is_dataset_file(e.path())) files.push_back(e.path().string());
@@ -100,6 +101,7 @@ std::vector<std::string> list_dataset_files(const std::string& path) {
 
 std::vector<Record> load_records_file(const std::string& path, const LoadOptions& opts,
                                       int64_t first_index) {
+  if (is_hf_dataset(path)) return load_hf_dataset(path, opts, first_index);
   const std::string text = read_file(path);
   std::vector<Record> out;
   // A UTF-8 byte-order mark (Windows editors) is skipped, as Python's utf-8-sig would.

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "medr1/core/error.h"
+#include "medr1/data/hf_dataset.h"
 
 namespace medr1::data {
 
@@ -63,7 +64,9 @@ std::vector<SplitFile> list_split_files(const std::string& splits_dir, Evaluatio
     std::vector<SplitFile> files;
     for (const auto& e : fs::directory_iterator(dir)) {
       const std::string ext = e.path().extension().string();
-      if (!e.is_regular_file() || (ext != ".json" && ext != ".jsonl")) continue;
+      // A `datasets` folder (save_to_disk) counts as one split file, named like one.
+      const bool hf = e.is_directory() && is_hf_dataset(e.path().string());
+      if (!hf && (!e.is_regular_file() || (ext != ".json" && ext != ".jsonl"))) continue;
       const std::string fname = e.path().filename().string();
       files.push_back({t, std::string(stage), split_name_from_filename(fname, stage),
                        e.path().string()});
@@ -96,6 +99,7 @@ std::vector<Record> load_split(const SplitFile& split, const std::string& datase
   LoadOptions opts;
   opts.image_root = dataset_root;
   opts.require_solution = true;
+  opts.hf_split = split.stage.empty() ? "test" : split.stage;  // a DatasetDict folder: that split
   auto recs = load_records_file(split.path, opts);
   for (auto& r : recs) {
     r.extra["split"] = split.name;

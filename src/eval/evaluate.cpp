@@ -18,10 +18,12 @@
 
 #include "medr1/core/error.h"
 #include "medr1/core/logging.h"
+#include "medr1/data/hf_dataset.h"
 #include "medr1/data/jsonl_writer.h"
 #include "medr1/data/prompts.h"
 #include "medr1/dist/process_group.h"
 #include "medr1/eval/metrics.h"
+#include "medr1/io/output_lock.h"
 #include "medr1/eval/runner.h"
 #include "medr1/generate/generate.h"
 #include "medr1/model/attention.h"
@@ -40,7 +42,8 @@ std::vector<data::SplitFile> splits_from_args(const std::string& split_file, con
                                               const std::vector<std::string>& names) {
   MEDR1_CHECK(split_file.empty() != splits_dir.empty(), "give exactly one of --split FILE and --splits-dir DIR");
   if (!split_file.empty()) {
-    MEDR1_CHECK(fs::is_regular_file(split_file), "--split ", split_file, ": no such file");
+    MEDR1_CHECK(fs::is_regular_file(split_file) || data::is_hf_dataset(split_file), "--split ", split_file,
+                ": no such file (nor a `datasets` folder)");
     data::SplitFile s;
     s.stage = "test";
     s.path = split_file;
@@ -81,7 +84,7 @@ Engine load_engine(const EvalOptions& o) {
   e.tok = tokenizer::Tokenizer::from_dir(tok_dir);
   std::optional<at::ScalarType> dt;
   if (!o.dtype.empty()) dt = model::dtype_from_name(o.dtype);
-  model::set_attn_implementation(model::parse_attn_implementation(o.attn_implementation));
+  model::use_attn_implementation(o.attn_implementation, at::Device(at::kCPU));  // medr1-eval runs on the CPU
   e.model = model::load_qwen2_vl(o.model_dir, dt);
   e.model->eval();
   for (auto& p : e.model->parameters()) p.set_requires_grad(false);  // attacks need image gradients only
@@ -188,6 +191,10 @@ EvalSummary run_evaluation(const EvalOptions& o, dist::ProcessGroup* pg) {
   const int rank = pg ? pg->rank() : 0;
   const int world = pg ? pg->world_size() : 1;
   const bool main_rank = rank == 0;
+  // One writer per output folder: rank 0 holds the lock for the run's life (a refused rank 0 exits, and the
+  // launcher stops the other ranks).
+  std::optional<io::OutputLock> output_lock;
+  if (main_rank) output_lock.emplace(io::lock_output_dir(o.output_dir));
 
   std::vector<std::pair<std::string, std::string>> templates;  // (label, text)
   for (const std::string& t : o.templates) {
@@ -284,7 +291,12 @@ EvalSummary run_evaluation(const EvalOptions& o, dist::ProcessGroup* pg) {
           const bool with_image = !rec.image.empty();
           p.prompt = build_eval_prompt(rec.problem, tmpl, with_image);
           if (!with_image) return p;  // text-only record: nothing to attack
-          vision::ProcessedImage img = vision::preprocess_file(rec.image_path, e.ipc);
+          // A `datasets` folder embeds the encoded image (Record::image_bytes); JSON records name a file.
+          vision::ProcessedImage img =
+              rec.image_bytes ? vision::preprocess(vision::decode_image_rgb(rec.image_bytes->data(),
+                                                                            rec.image_bytes->size(), rec.image),
+                                                   e.ipc, rec.image)
+                              : vision::preprocess_file(rec.image_path, e.ipc);
           if (attack != AttackType::clean) {
             AttackOptions ao = o.attack;
             ao.type = attack;

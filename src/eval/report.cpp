@@ -28,9 +28,12 @@ std::string fmt(const char* f, double v) {
 std::string md_escape(std::string_view s) {
   std::string out;
   for (char c : s) {
-    if (c == '|') out += "\\|";
-    else if (c == '\n' || c == '\r') out += ' ';
-    else out += c;
+    if (c == '|')
+      out += "\\|";
+    else if (c == '\n' || c == '\r')
+      out += ' ';
+    else
+      out += c;
   }
   return out;
 }
@@ -48,8 +51,8 @@ struct Rgb {
 };
 
 // Viridis sampled at 0, .25, .5, .75, 1: perceptually even and readable for colour-blind readers.
-constexpr std::array<Rgb, 5> kViridis = {{{68, 1, 84}, {59, 82, 139}, {33, 145, 140},
-                                          {94, 201, 98}, {253, 231, 37}}};
+constexpr std::array<Rgb, 5> kViridis = {
+    {{68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}}};
 constexpr std::array<const char*, 5> kViridisHex = {"#440154", "#3b528b", "#21918c", "#5ec962",
                                                     "#fde725"};
 
@@ -125,14 +128,26 @@ std::string xml_escape(std::string_view s) {
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     switch (ch) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
       default:
-        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') out += "\xEF\xBF\xBD";
-        else out += ch;
+        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+          out += "\xEF\xBF\xBD";
+        else
+          out += ch;
     }
   }
   return out;
@@ -260,8 +275,8 @@ std::string EvalReport::to_markdown(const std::string& title) const {
   std::string md = "# " + md_escape(title) + "\n\n";
   if (meta.is_object() && !meta.empty()) {
     for (auto it = meta.begin(); it != meta.end(); ++it) {
-      const std::string v = it.value().is_string() ? it.value().get<std::string>()
-                                                   : it.value().dump();
+      const std::string v =
+          it.value().is_string() ? it.value().get<std::string>() : it.value().dump();
       md += "- " + md_escape(it.key()) + ": `" + v + "`\n";
     }
     md += "\n";
@@ -301,8 +316,9 @@ std::string EvalReport::to_markdown(const std::string& title) const {
     }
     md += "\n";
   }
-  md += "\n## Details\n\n| Split | Setting | Correct / N | Accuracy | Unparseable | Errors | "
-        "Result file |\n|---|---|---:|---:|---:|---:|---|\n";
+  md +=
+      "\n## Details\n\n| Split | Setting | Correct / N | Accuracy | Unparseable | Errors | "
+      "Result file |\n|---|---|---:|---:|---:|---:|---|\n";
   for (const auto& r : rows)
     for (const auto& c : cols) {
       auto e = find(r, c);
@@ -396,8 +412,8 @@ std::string EvalReport::to_svg_heatmap(const std::string& title) const {
     std::vector<std::optional<double>> v;
     for (const auto& c : cols) v.push_back(macro_accuracy(c));
     const double y = grid_y + cell_h * rows.size() + 6.0;
-    s += "<line x1=\"" + num(margin) + "\" x2=\"" + num(grid_x + grid_w) + "\" y1=\"" +
-         num(y - 3) + "\" y2=\"" + num(y - 3) + "\" stroke=\"#999999\"/>\n";
+    s += "<line x1=\"" + num(margin) + "\" x2=\"" + num(grid_x + grid_w) + "\" y1=\"" + num(y - 3) +
+         "\" y2=\"" + num(y - 3) + "\" stroke=\"#999999\"/>\n";
     cell(y, "Mean (macro)", v, true);
   }
   // Legend: the 0-100 scale with ticks, and the missing-cell swatch.
@@ -414,7 +430,8 @@ std::string EvalReport::to_svg_heatmap(const std::string& title) const {
          "\" text-anchor=\"middle\" font-size=\"11\">" + std::to_string(t) + "</text>\n";
   }
   const double sy = legend_y + legend_h + 24;
-  s += "<rect x=\"" + num(lx) + "\" y=\"" + num(sy) + "\" width=\"14\" height=\"12\" "
+  s += "<rect x=\"" + num(lx) + "\" y=\"" + num(sy) +
+       "\" width=\"14\" height=\"12\" "
        "fill=\"#e6e6e6\" stroke=\"#999999\"/>\n";
   s += "<text x=\"" + num(lx + 20) + "\" y=\"" + num(sy + 10) + "\" font-size=\"11\">" +
        std::string(kMissing) + " not run</text>\n";
@@ -438,6 +455,42 @@ void EvalReport::write_all(const std::string& dir, const std::string& title) con
   write_json_atomic((fs::path(dir) / "summary.json").string(), to_json());
   put("report.md", to_markdown(title));
   put("accuracy_heatmap.svg", to_svg_heatmap(title + ": accuracy (%)"));
+}
+
+namespace fs = std::filesystem;
+
+std::string output_dir_for_output_path(const std::string& output_path) {
+  MEDR1_CHECK(!output_path.empty(), "--output_path: empty");
+  const fs::path p(output_path);
+  if (p.extension() == ".json") return (p.parent_path() / p.stem()).string();
+  return output_path + "_results";
+}
+
+void write_single_result(const EvalReport& report, const std::string& output_path) {
+  const auto& entries = report.entries();
+  MEDR1_CHECK(entries.size() == 1, "--output_path ", output_path,
+              ": needs exactly one split and one setting (attack x ", "template), this run has ",
+              entries.size(), " results; read them in the results folder instead");
+  const std::string& src = entries[0].output_path;
+  MEDR1_CHECK(!src.empty() && fs::exists(src), "--output_path ", output_path,
+              ": the split's result JSON is missing");
+  std::ifstream in(src);
+  json j = json::parse(in);
+  // AdvMed-R1's names beside Med-R1's "results": detailed_results[{model_output, model_answer, ground_truth,
+  // gt_answer, correct}].
+  if (j.contains("results") && j["results"].is_array()) {
+    json detailed = json::array();
+    for (const json& r : j["results"])
+      detailed.push_back({{"model_output", r.value("model_output", "")},
+                          {"model_answer", r.contains("extracted_answer") ? r["extracted_answer"] : json(nullptr)},
+                          {"ground_truth", r.value("ground_truth", "")},
+                          {"gt_answer", r.contains("gt_answer") ? r["gt_answer"] : json(nullptr)},
+                          {"correct", r.value("correct", false)}});
+    j["detailed_results"] = std::move(detailed);
+  }
+  const fs::path out(output_path);
+  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+  write_json_atomic(output_path, j);
 }
 
 }  // namespace medr1::eval

@@ -21,6 +21,7 @@
 #include "medr1/data/progress.h"
 #include "medr1/data/prompts.h"
 #include "medr1/generate/generate.h"
+#include "medr1/io/output_lock.h"
 #include "medr1/model/attention.h"
 #include "medr1/model/qwen2_vl_config.h"
 #include "medr1/model/weight_loader.h"
@@ -86,15 +87,18 @@ InferSummary run_inference(const InferOptions& o) {
   const auto t_start = std::chrono::steady_clock::now();
   MEDR1_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got ", o.batch_size);
   MEDR1_CHECK(!o.input.empty() && !o.output.empty(), "--input and --output are required");
+  // One writer per output: a second run on the same --output is refused here, naming this one.
+  const io::OutputLock output_lock = io::lock_output_file(o.output);
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
   const at::ScalarType dtype = parse_dtype(o.dtype);
-  model::set_attn_implementation(model::parse_attn_implementation(o.attn_implementation));
   const at::Device device = parse_device(o.device);
+  model::use_attn_implementation(o.attn_implementation, device);
   const std::string tmpl = resolve_prompt_template(o);
 
   data::LoadOptions lo;
   lo.image_root = o.dataset_root;
+  lo.hf_split = "test";  // a `datasets` DatasetDict folder: its test split (else its only one)
   const std::vector<data::Record> records = data::load_records_file(o.input, lo);
   data::JsonlWriter writer(o.output);
 
@@ -158,7 +162,12 @@ InferSummary run_inference(const InferOptions& o) {
     for (size_t i = start; i < end; ++i) {
       const data::Record& r = *pending[i];
       try {
-        Item it{&r, {}, vision::preprocess_file(r.image_path, icfg)};
+        // A `datasets` folder embeds the encoded image (Record::image_bytes); JSON records name a file.
+        Item it{&r, {},
+                r.image_bytes ? vision::preprocess(vision::decode_image_rgb(r.image_bytes->data(), r.image_bytes->size(),
+                                                                            r.image),
+                                                   icfg, r.image)
+                              : vision::preprocess_file(r.image_path, icfg)};
         std::vector<tokenizer::Message> msgs{
             {"user",
              {tokenizer::ContentPart::make_image(),

@@ -30,7 +30,12 @@ PromptExample make_prompt_example(const data::Record& r, PromptMode mode, const 
   ex.prompt_text = build_train_prompt(r.problem, mode, with_image);
   if (with_image) {
     try {
-      ex.images.push_back(vision::preprocess_file(r.image_path, ipc));
+      // A `datasets` folder embeds the encoded image (Record::image_bytes); JSON records name a file.
+      ex.images.push_back(
+          r.image_bytes
+              ? vision::preprocess(vision::decode_image_rgb(r.image_bytes->data(), r.image_bytes->size(), r.image),
+                                   ipc, r.image)
+              : vision::preprocess_file(r.image_path, ipc));
     } catch (const std::exception& e) {
       fail(r.source_file, ": record ", r.file_index, ": image '", r.image_path, "': ", e.what());
     }

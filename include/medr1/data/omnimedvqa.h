@@ -35,7 +35,7 @@ struct SplitFile {
 std::string split_name_from_filename(std::string_view filename, std::string_view stage = "test");
 
 // Split files of `splits_dir` for `type` (both = modality then question_type), each folder's
-// *.json/*.jsonl sorted by file name. `only_names` (AdvMed-R1 --modalities) keeps those display
+// *.json/*.jsonl and `datasets` folders (hf_dataset.h) sorted by name. `only_names` (AdvMed-R1 --modalities) keeps those display
 // names, in the listed order; an unknown name is an error that lists the available ones.
 // Errors: splits_dir or a needed <type>/<stage> folder missing.
 std::vector<SplitFile> list_split_files(const std::string& splits_dir, EvaluationType type,
@@ -43,7 +43,7 @@ std::vector<SplitFile> list_split_files(const std::string& splits_dir, Evaluatio
                                         const std::vector<std::string>& only_names = {});
 
 // All records of a split file (load_records_file with the solution required, image paths joined
-// to `dataset_root`); extra gets "split" = name and "split_type" = type.
+// to `dataset_root`; a DatasetDict folder gives its `stage` split); extra gets "split" = name and "split_type" = type.
 std::vector<Record> load_split(const SplitFile& split, const std::string& dataset_root);
 
 // Source dataset of an OmniMedVQA image path: "Images/Chest CT Scan/test/x.png" -> "Chest CT Scan";

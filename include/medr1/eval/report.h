@@ -5,9 +5,8 @@
 // Plain text output only: rendering the SVG to PNG is left to external tools (rsvg-convert).
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -79,5 +78,16 @@ class EvalReport {
   std::vector<SummaryEntry> entries_;
   std::vector<std::string> setting_order_;
 };
+
+// AdvMed-R1's eval_qwen2_5vl_adversarial.py writes one result JSON at --output_path. medr1-eval
+// keeps its results folder beside it: "results/ct_pgd.json" -> "results/ct_pgd" (a path without
+// .json gets "_results").
+std::string output_dir_for_output_path(const std::string& output_path);
+// Writes the run's one result JSON (the split x setting of `report`; AdvMed-R1's fields
+// test_data_path, attack_type, epsilon, pgd_alpha, pgd_iters, accuracy, num_samples, num_correct
+// plus medr1's) to output_path, atomically. Errors when the run had no result or several
+// (--output_path is for one split and one setting; use
+// --output-dir's files then).
+void write_single_result(const EvalReport& report, const std::string& output_path);
 
 }  // namespace medr1::eval

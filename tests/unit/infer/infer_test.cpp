@@ -1,8 +1,10 @@
-// medr1-infer on the bundled tiny checkpoint and demo images: JSONL fields, error lines for missing/corrupt images
-// with the run going on, and resume after a kill -9 of the app mid-run (no duplicates, nothing lost).
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
+// medr1-infer on the bundled tiny checkpoint and demo images: JSONL fields, error lines for
+// missing/corrupt images with the run going on, and resume after a kill -9 of the app mid-run (no
+// duplicates, nothing lost).
+#include "medr1/infer/infer.h"
 
+#include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,12 +12,11 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include "medr1/infer/infer.h"
 
 namespace {
 
@@ -25,11 +26,13 @@ const std::string kSrc = MEDR1_SOURCE_DIR;
 const std::string kTiny = kSrc + "/tests/data/qwen2vl-tiny";
 
 bool have_fixtures() {
-  return fs::exists(kSrc + "/tests/data/tokenizer/qwen2vl/tokenizer.json") && fs::exists(kSrc + "/data/demo/test.json");
+  return fs::exists(kSrc + "/tests/data/tokenizer/qwen2vl/tokenizer.json") &&
+         fs::exists(kSrc + "/data/demo/test.json");
 }
 
 fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("medr1_infer_test_" + name + "_" + std::to_string(::getpid()));
+  fs::path d =
+      fs::temp_directory_path() / ("medr1_infer_test_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
@@ -50,7 +53,8 @@ std::vector<json> read_lines(const fs::path& p) {
   std::string line;
   while (std::getline(f, line)) {
     if (line.empty()) continue;
-    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);  // a killed run may leave a partial line
+    json j = json::parse(line, nullptr,
+                         /*allow_exceptions=*/false);  // a killed run may leave a partial line
     if (!j.is_discarded()) v.push_back(std::move(j));
   }
   return v;
@@ -70,10 +74,12 @@ medr1::infer::InferOptions base_opts(const fs::path& in, const fs::path& out) {
 }
 
 TEST(Infer, DemoItemsGiveAnswerLinesAndErrorLinesForBadImages) {
-  if (!have_fixtures()) GTEST_SKIP() << "tokenizer fixture (scripts/tokenizer_fixtures.sh) or data/demo missing";
+  if (!have_fixtures())
+    GTEST_SKIP() << "tokenizer fixture (scripts/tokenizer_fixtures.sh) or data/demo missing";
   fs::path d = temp_dir("smoke");
   json recs = demo_records(4);
-  recs.insert(recs.begin() + 1, json{{"image", "Images/nope/missing.png"}, {"problem", "Q? A)x, B)y"}});
+  recs.insert(recs.begin() + 1,
+              json{{"image", "Images/nope/missing.png"}, {"problem", "Q? A)x, B)y"}});
   { std::ofstream(d / "corrupt.png") << "not a png"; }
   recs.push_back(json{{"image", (d / "corrupt.png").string()}, {"problem", "Q? A)x, B)y"}});
   { std::ofstream(d / "in.json") << recs.dump(); }
@@ -142,7 +148,8 @@ TEST(Infer, RejectsBadOptions) {
 
 TEST(Infer, ResumeAfterKillLosesNothingAndDuplicatesNothing) {
   const std::string exe = std::string(MEDR1_BINARY_DIR) + "/medr1-infer";
-  if (!have_fixtures() || !fs::exists(exe)) GTEST_SKIP() << "medr1-infer not built or fixtures missing";
+  if (!have_fixtures() || !fs::exists(exe))
+    GTEST_SKIP() << "medr1-infer not built or fixtures missing";
   fs::path d = temp_dir("kill");
   const size_t n = 12;
   { std::ofstream(d / "in.json") << demo_records(n).dump(); }
@@ -150,9 +157,22 @@ TEST(Infer, ResumeAfterKillLosesNothingAndDuplicatesNothing) {
   auto spawn = [&]() {
     pid_t pid = ::fork();
     if (pid == 0) {
-      std::vector<std::string> args{exe, "--input", (d / "in.json").string(), "--output", out, "--dataset-root",
-                                    kSrc + "/data/demo", "--model", kTiny, "--batch-size", "1",
-                                    "--max-new-tokens", "16", "--threads", "1", "--quiet"};
+      std::vector<std::string> args{exe,
+                                    "--input",
+                                    (d / "in.json").string(),
+                                    "--output",
+                                    out,
+                                    "--dataset-root",
+                                    kSrc + "/data/demo",
+                                    "--model",
+                                    kTiny,
+                                    "--batch-size",
+                                    "1",
+                                    "--max-new-tokens",
+                                    "16",
+                                    "--threads",
+                                    "1",
+                                    "--quiet"};
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
@@ -191,6 +211,87 @@ TEST(Infer, ResumeAfterKillLosesNothingAndDuplicatesNothing) {
   for (const auto& l : lines) idx.insert(l["index"].get<int64_t>());
   EXPECT_EQ(lines.size(), n);
   EXPECT_EQ(idx.size(), n);
+  fs::remove_all(d);
+}
+
+// Issue 14: a run left alive plus its rerun on the same --output gave 109 lines for 65 items. The
+// second process is now refused at start, naming the first; the first finishes alone (no
+// duplicates); a later rerun resumes.
+TEST(Infer, SecondProcessOnTheSameOutputIsRefusedNamingTheFirst) {
+  const std::string exe = std::string(MEDR1_BINARY_DIR) + "/medr1-infer";
+  if (!have_fixtures() || !fs::exists(exe))
+    GTEST_SKIP() << "medr1-infer not built or fixtures missing";
+  fs::path d = temp_dir("lock");
+  const size_t n = 8;
+  { std::ofstream(d / "in.json") << demo_records(n).dump(); }
+  const std::string out = (d / "out.jsonl").string();
+  auto spawn = [&](const fs::path& log) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      std::vector<std::string> args{exe,
+                                    "--input",
+                                    (d / "in.json").string(),
+                                    "--output",
+                                    out,
+                                    "--dataset-root",
+                                    kSrc + "/data/demo",
+                                    "--model",
+                                    kTiny,
+                                    "--batch-size",
+                                    "1",
+                                    "--max-new-tokens",
+                                    "24",
+                                    "--threads",
+                                    "1",
+                                    "--quiet"};
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 2);
+      ::execv(exe.c_str(), argv.data());
+      ::_exit(127);
+    }
+    return pid;
+  };
+  auto read_all = [](const fs::path& p) {
+    std::ifstream f(p);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  const pid_t first = spawn(d / "first.log");
+  ASSERT_GT(first, 0);
+  // Wait until the first run is writing (it takes the lock before loading anything).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline &&
+         !(fs::exists(out) && !read_lines(out).empty()))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  int status = 0;
+  ASSERT_EQ(::waitpid(first, &status, WNOHANG), 0)
+      << "the first run ended before the second started";
+  const pid_t second = spawn(d / "second.log");
+  ASSERT_GT(second, 0);
+  ::waitpid(second, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  const std::string msg = read_all(d / "second.log");
+  EXPECT_NE(msg.find("output " + out + " is in use by another run (pid " + std::to_string(first)),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("medr1-infer"), std::string::npos) << msg;
+  ::waitpid(first, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << read_all(d / "first.log");
+  std::set<int64_t> idx;
+  auto lines = read_lines(out);
+  for (const auto& l : lines) idx.insert(l["index"].get<int64_t>());
+  EXPECT_EQ(lines.size(), n);
+  EXPECT_EQ(idx.size(), n);
+  // After the first run: a rerun takes the lock and finds everything done.
+  const pid_t third = spawn(d / "third.log");
+  ::waitpid(third, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << read_all(d / "third.log");
+  EXPECT_EQ(read_lines(out).size(), n);
   fs::remove_all(d);
 }
 
