@@ -4,6 +4,7 @@
 // parallel. HF_ENDPOINT overrides the host. Exit codes: 0 ok, 2 usage, 3 token / access, 4 not
 // found, 5 network / server, 6 checksum, 7 disk full, 1 anything else.
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 namespace hub = medr1::hub;
 
 int main(int argc, char** argv) {
+  std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit (ulimit -f) fails the write (EFBIG, reported), not the process
   CLI::App app{
       "medr1-download: download a Hugging Face Hub model (preset or ORG/NAME) into a folder"};
   std::string model, output, token, revision = "main", endpoint;

@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <chrono>
 #include <exception>
 #include <optional>
@@ -31,6 +32,7 @@ double parse_fraction(const std::string& s, const char* flag) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit (ulimit -f) fails the write (EFBIG, reported), not the process
   medr1::init_logging();
   CLI::App app{
       "medr1-eval: OmniMedVQA evaluation (clean / FGSM / PGD, think / no-think) with reports"};

@@ -2,11 +2,13 @@
 // writing resumable JSONL. Thin: flags -> medr1::infer::run_inference (src/infer/infer.cpp).
 #include <CLI/CLI.hpp>
 
+#include <csignal>
 #include <iostream>
 
 #include "medr1/infer/infer.h"
 
 int main(int argc, char** argv) {
+  std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit (ulimit -f) fails the write (EFBIG, reported), not the process
   CLI::App app{"medr1-infer: run a Qwen2-VL / Qwen2.5-VL checkpoint over a Med-R1 prompt file"};
   medr1::infer::InferOptions o;
   o.input = "data/demo/test.json";

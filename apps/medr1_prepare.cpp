@@ -2,12 +2,14 @@
 // image copies). The work is in medr1::prepare (include/medr1/prepare/prepare.h); this file only
 // parses flags.
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <exception>
 #include <iostream>
 
 #include "medr1/prepare/prepare.h"
 
 int main(int argc, char** argv) {
+  std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit (ulimit -f) fails the write (EFBIG, reported), not the process
   CLI::App app{
       "medr1-prepare: OmniMedVQA -> Med-R1 Splits/{modality,question_type}/{train,test}/*.json"};
   medr1::prepare::PrepareOptions o;

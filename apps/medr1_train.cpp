@@ -5,6 +5,7 @@
 #include <malloc.h>
 
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <algorithm>
 #include <climits>
 #include <cstdio>
@@ -38,6 +39,7 @@ void keep_freed_memory() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit (ulimit -f) fails the write (EFBIG, reported), not the process
   keep_freed_memory();
   medr1::init_logging();
   CLI::App app{"medr1-train: GRPO / SFT training of Qwen2-VL / Qwen2.5-VL (Med-R1)"};

@@ -12,16 +12,19 @@ fail=0
 [ -x "$B/medr1-train" ] || { echo "[cuda-check] $B/medr1-train not built" >&2; exit 1; }
 
 echo "[cuda-check] ldd $B/medr1-train (torch, CUDA, NCCL libraries):"
-ldd "$B/medr1-train" | grep -E 'torch|c10|cuda|cublas|cudnn|nccl|nvrtc|nvshmem' | sed 's/ (0x[0-9a-f]*)//; s/^/  /'
+# ldd runs once into a variable: under pipefail, `ldd | grep -q` fails at random when grep exits at its first
+# match while ldd is still writing (SIGPIPE, status 141), which made the check report a library that ldd listed.
+deps=$(ldd "$B/medr1-train")
+grep -E 'torch|c10|cuda|cublas|cudnn|nccl|nvrtc|nvshmem' <<< "$deps" | sed 's/ (0x[0-9a-f]*)//; s/^/  /'
 for lib in libtorch_cuda.so libc10_cuda.so libcudart.so libnccl.so libcublas.so; do
-  if ! ldd "$B/medr1-train" | grep -q "$lib"; then
+  if ! grep -q "$lib" <<< "$deps"; then
     echo "[cuda-check] FAILED: medr1-train does not load $lib" >&2
     fail=1
   fi
 done
-if ldd "$B/medr1-train" | grep -q 'not found'; then
+if grep -q 'not found' <<< "$deps"; then
   echo "[cuda-check] FAILED: unresolved libraries:" >&2
-  ldd "$B/medr1-train" | grep 'not found' >&2
+  grep 'not found' <<< "$deps" >&2
   fail=1
 fi
 

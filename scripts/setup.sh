@@ -10,7 +10,8 @@
 #   - warm-starts the bundled demo checkpoint models/demo-tiny (once).
 # Env: MEDR1_BUILD_DIR (default build), MEDR1_CUDA=ON for the CUDA variant (links the wheel's CUDA LibTorch,
 #      NCCL; run it with MEDR1_BUILD_DIR=build-cuda beside the CPU build), MEDR1_WERROR=ON for CI,
-#      MEDR1_JOBS (default nproc), MEDR1_VENV (default .venv), MEDR1_SKIP_DEMO=1 skips the demo warm start.
+#      MEDR1_JOBS (default nproc), MEDR1_VENV (default .venv), MEDR1_SKIP_DEMO=1 skips the demo warm start,
+#      MEDR1_BUILD_BENCH=OFF leaves the benchmarks out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t_start=$(date +%s)
@@ -62,7 +63,8 @@ if [ "$CUDA" = ON ]; then
   command -v nvcc >/dev/null 2>&1 || { echo "[setup] MEDR1_CUDA=ON needs the CUDA toolkit (nvcc) on PATH" >&2; exit 1; }
 fi
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEDR1_WERROR="${MEDR1_WERROR:-OFF}" \
-  -DMEDR1_CUDA="$CUDA" -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DMEDR1_PYTHON="$(pwd)/$PY" "${cuda_args[@]}"
+  -DMEDR1_CUDA="$CUDA" -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DMEDR1_PYTHON="$(pwd)/$PY" \
+  -DMEDR1_BUILD_BENCH="${MEDR1_BUILD_BENCH:-ON}" "${cuda_args[@]}"
 stage "configured $BUILD (MEDR1_CUDA=$CUDA)"
 cmake --build "$BUILD" -j "${MEDR1_JOBS:-$(nproc)}"
 stage "built into $BUILD"

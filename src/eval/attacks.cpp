@@ -5,7 +5,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <png.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
@@ -239,21 +238,6 @@ vision::RgbImage difference_image(const vision::RgbImage& a, const vision::RgbIm
     d.data[i] = static_cast<uint8_t>(
         std::min(255, std::abs(static_cast<int>(a.data[i]) - static_cast<int>(b.data[i])) * gain));
   return d;
-}
-
-void write_png(const std::string& path, const vision::RgbImage& img) {
-  MEDR1_CHECK(img.data.size() == static_cast<size_t>(img.width * img.height * 3), "write_png: ", path,
-              ": image data holds ", img.data.size(), " bytes for ", img.width, "x", img.height);
-  png_image pi;
-  std::memset(&pi, 0, sizeof(pi));
-  pi.version = PNG_IMAGE_VERSION;
-  pi.width = static_cast<png_uint_32>(img.width);
-  pi.height = static_cast<png_uint_32>(img.height);
-  pi.format = PNG_FORMAT_RGB;
-  const int ok = png_image_write_to_file(&pi, path.c_str(), 0, img.data.data(), 0, nullptr);
-  const std::string msg = pi.message;
-  png_image_free(&pi);
-  MEDR1_CHECK(ok != 0, "write_png: ", path, ": ", msg);
 }
 
 }  // namespace medr1::eval

@@ -265,7 +265,11 @@ EvalSummary run_evaluation(const EvalOptions& o, dist::ProcessGroup* pg) {
     }
 
     for (AttackType attack : o.attacks) {
-      for (const auto& [label, tmpl] : templates) {
+      for (const auto& label_tmpl : templates) {
+        // Named references, not a structured binding: the lambdas below capture tmpl (clang < 16
+        // cannot capture bindings; the fuzz build uses clang-14).
+        const auto& label = label_tmpl.first;
+        const auto& tmpl = label_tmpl.second;
         const std::string setting = std::string(to_string(attack)) + "/" + label;
         const std::string file = result_file_name(split.name, setting);
         const std::string stem = file.substr(0, file.size() - 5);

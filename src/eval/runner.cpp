@@ -31,13 +31,13 @@ SplitRunResult run_split(const std::string& split_name, const std::vector<data::
   {
     data::JsonlWriter writer(res.jsonl_path, wo);
     res.n_resumed = static_cast<int64_t>(writer.existing().size());
-    std::vector<const data::Record*> todo;
+    std::vector<const data::Record*> todo, unscorable;
     for (const auto& r : records)
-      if (!writer.contains(r.index)) todo.push_back(&r);
+      if (!writer.contains(r.index)) (r.solution ? todo : unscorable).push_back(&r);
     std::optional<data::ProgressBar> bar;
     if (opts.show_progress && !todo.empty()) {
       data::ProgressOptions po;
-      po.initial = static_cast<int64_t>(records.size() - todo.size());
+      po.initial = static_cast<int64_t>(records.size() - todo.size() - unscorable.size());
       bar.emplace("eval " + split_name + " " + opts.setting, static_cast<int64_t>(records.size()), po);
     }
     auto emit = [&](ItemResult item) {
@@ -45,6 +45,10 @@ SplitRunResult run_split(const std::string& split_name, const std::vector<data::
       ++res.n_generated;
       if (bar) bar->advance();
     };
+    // A record without a solution cannot be scored: an error item naming it, nothing generated.
+    for (const data::Record* r : unscorable)
+      emit(error_item(*r, r->source_file + ": record " + std::to_string(r->file_index) +
+                              ": no \"solution\": cannot be scored"));
     auto call = [&](const std::vector<const data::Record*>& batch) {
       std::vector<std::string> outs = generate(batch);
       return outs;

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -24,6 +25,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -440,22 +442,6 @@ HttpRequest make_request(const Context& c, const std::string& url) {
 // ---- listing
 // ------------------------------------------------------------------------------------------------------
 
-struct RemoteFile {
-  std::string path;
-  int64_t size = -1;  // -1 unknown
-  std::string etag;   // LFS sha256 or git blob sha1; "" unknown
-};
-
-void check_safe_name(const std::string& p) {
-  bool ok = !p.empty() && p[0] != '/' && p.find('\\') == std::string::npos &&
-            p.find('\0') == std::string::npos;
-  std::stringstream ss(p);
-  std::string part;
-  while (ok && std::getline(ss, part, '/')) ok = !part.empty() && part != "." && part != "..";
-  if (!ok)
-    throw HubError(ErrorKind::kOther, "repo listing: refusing the unsafe file name '" + p + "'");
-}
-
 std::vector<RemoteFile> fetch_listing(Context& c, HttpClient& http) {
   const std::string url = c.endpoint + "/api/models/" + c.opts.repo_id + "/revision/" +
                           url_quote(c.opts.revision, false) + "?blobs=true";
@@ -474,67 +460,20 @@ std::vector<RemoteFile> fetch_listing(Context& c, HttpClient& http) {
     ++c.retries;
     sleep_s(c, wait);
   }
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(body);
-  } catch (const nlohmann::json::exception& e) {
-    throw HubError(ErrorKind::kOther, url + ": malformed JSON (" + e.what() +
-                                          "); does HF_ENDPOINT point to a Hugging Face Hub?");
-  }
-  if (!j.is_object() || !j.contains("sha") || !j["sha"].is_string()) {
-    throw HubError(ErrorKind::kOther, url +
-                                          ": response has no string field 'sha' (the commit); does "
-                                          "HF_ENDPOINT point to a Hugging Face Hub?");
-  }
-  c.commit = j["sha"].get<std::string>();
-  if (!j.contains("siblings") || !j["siblings"].is_array()) {
-    throw HubError(ErrorKind::kOther,
-                   url + ": response has no array field 'siblings' (the file list)");
-  }
-  std::vector<RemoteFile> files;
-  const auto& sib = j["siblings"];
-  for (size_t i = 0; i < sib.size(); ++i) {
-    const auto& s = sib[i];
-    const std::string where = url + ": siblings[" + std::to_string(i) + "]";
-    if (!s.is_object() || !s.contains("rfilename") || !s["rfilename"].is_string()) {
-      throw HubError(ErrorKind::kOther, where + ".rfilename: missing or not a string");
-    }
-    RemoteFile f;
-    f.path = s["rfilename"].get<std::string>();
-    check_safe_name(f.path);
-    if (s.contains("size") && s["size"].is_number_integer()) f.size = s["size"].get<int64_t>();
-    if (s.contains("blobId") && s["blobId"].is_string()) f.etag = s["blobId"].get<std::string>();
-    if (s.contains("lfs") && s["lfs"].is_object()) {
-      const auto& l = s["lfs"];
-      if (l.contains("sha256") && l["sha256"].is_string()) f.etag = l["sha256"].get<std::string>();
-      if (l.contains("size") && l["size"].is_number_integer()) f.size = l["size"].get<int64_t>();
-    }
-    files.push_back(std::move(f));
-  }
-  return files;
+  RepoListing listing = parse_repo_listing(body, url);
+  c.commit = listing.commit;
+  return std::move(listing.files);
 }
 
 // ---- local metadata
 // -----------------------------------------------------------------------------------------------
 
-struct LocalMeta {
-  std::string commit, etag;
-  double timestamp = 0;
-};
-
 std::optional<LocalMeta> read_meta(const std::string& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) return std::nullopt;
-  LocalMeta m;
-  std::string ts;
-  if (!std::getline(in, m.commit) || !std::getline(in, m.etag) || !std::getline(in, ts))
-    return std::nullopt;
-  char* end = nullptr;
-  m.timestamp = std::strtod(ts.c_str(), &end);
-  if (end == ts.c_str()) return std::nullopt;
-  m.commit = trim(m.commit);
-  m.etag = trim(m.etag);
-  return m;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_meta(text.str());
 }
 
 void write_meta(const std::string& path, const std::string& commit, const std::string& etag) {
@@ -957,6 +896,94 @@ DownloadReport snapshot_download(const DownloadOptions& opts) {
   std::sort(rep.downloaded.begin(), rep.downloaded.end());
   if (first_error) std::rethrow_exception(first_error);
   return rep;
+}
+
+// ---- parsing (snapshot_download.h)
+// -------------------------------------------------------------------------------------------------------
+
+namespace {
+
+void check_safe_name(const std::string& p) {
+  bool ok = !p.empty() && p[0] != '/' && p.find('\\') == std::string::npos &&
+            p.find('\0') == std::string::npos;
+  std::stringstream ss(p);
+  std::string part;
+  while (ok && std::getline(ss, part, '/')) ok = !part.empty() && part != "." && part != "..";
+  ok = ok && p.back() != '/';
+  if (!ok)
+    throw HubError(ErrorKind::kOther, "repo listing: refusing the unsafe file name '" + p + "'");
+}
+
+}  // namespace
+
+RepoListing parse_repo_listing(const std::string& body, const std::string& url) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(body);
+  } catch (const nlohmann::json::exception& e) {
+    throw HubError(ErrorKind::kOther, url + ": malformed JSON (" + e.what() +
+                                          "); does HF_ENDPOINT point to a Hugging Face Hub?");
+  }
+  if (!j.is_object() || !j.contains("sha") || !j["sha"].is_string()) {
+    throw HubError(ErrorKind::kOther, url +
+                                          ": response has no string field 'sha' (the commit); does "
+                                          "HF_ENDPOINT point to a Hugging Face Hub?");
+  }
+  RepoListing out;
+  out.commit = j["sha"].get<std::string>();
+  if (!j.contains("siblings") || !j["siblings"].is_array()) {
+    throw HubError(ErrorKind::kOther,
+                   url + ": response has no array field 'siblings' (the file list)");
+  }
+  std::set<std::string> seen;
+  const auto& sib = j["siblings"];
+  for (size_t i = 0; i < sib.size(); ++i) {
+    const auto& s = sib[i];
+    const std::string where = url + ": siblings[" + std::to_string(i) + "]";
+    if (!s.is_object() || !s.contains("rfilename") || !s["rfilename"].is_string()) {
+      throw HubError(ErrorKind::kOther, where + ".rfilename: missing or not a string");
+    }
+    RemoteFile f;
+    f.path = s["rfilename"].get<std::string>();
+    check_safe_name(f.path);
+    // Two entries for one path would be downloaded by two workers into the same .incomplete file.
+    if (!seen.insert(f.path).second)
+      throw HubError(ErrorKind::kOther, where + ".rfilename: '" + f.path + "' is listed twice");
+    auto size_of = [&](const nlohmann::json& v, const std::string& field) {
+      if (!v.is_number_integer()) return int64_t{-1};
+      if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+        throw HubError(ErrorKind::kOther, where + "." + field + ": " + v.dump() + " is not a file size");
+      const int64_t n = v.get<int64_t>();
+      if (n < 0) throw HubError(ErrorKind::kOther, where + "." + field + ": " + v.dump() + " is not a file size");
+      return n;
+    };
+    if (s.contains("size")) f.size = size_of(s["size"], "size");
+    if (s.contains("blobId") && s["blobId"].is_string()) f.etag = s["blobId"].get<std::string>();
+    if (s.contains("lfs") && s["lfs"].is_object()) {
+      const auto& l = s["lfs"];
+      if (l.contains("sha256") && l["sha256"].is_string()) f.etag = l["sha256"].get<std::string>();
+      if (l.contains("size")) {
+        const int64_t n = size_of(l["size"], "lfs.size");
+        if (n >= 0) f.size = n;
+      }
+    }
+    out.files.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::optional<LocalMeta> parse_meta(const std::string& text) {
+  std::istringstream in(text);
+  LocalMeta m;
+  std::string ts;
+  if (!std::getline(in, m.commit) || !std::getline(in, m.etag) || !std::getline(in, ts))
+    return std::nullopt;
+  char* end = nullptr;
+  m.timestamp = std::strtod(ts.c_str(), &end);
+  if (end == ts.c_str() || !std::isfinite(m.timestamp)) return std::nullopt;
+  m.commit = trim(m.commit);
+  m.etag = trim(m.etag);
+  return m;
 }
 
 }  // namespace medr1::hub

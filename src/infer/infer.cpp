@@ -87,14 +87,15 @@ InferSummary run_inference(const InferOptions& o) {
   const auto t_start = std::chrono::steady_clock::now();
   MEDR1_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got ", o.batch_size);
   MEDR1_CHECK(!o.input.empty() && !o.output.empty(), "--input and --output are required");
-  // One writer per output: a second run on the same --output is refused here, naming this one.
-  const io::OutputLock output_lock = io::lock_output_file(o.output);
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
   const at::ScalarType dtype = parse_dtype(o.dtype);
   const at::Device device = parse_device(o.device);
   model::use_attn_implementation(o.attn_implementation, device);
   const std::string tmpl = resolve_prompt_template(o);
+  // One writer per output: a second run on the same --output is refused here, naming this one
+  // (after the options are checked, so a refused command line leaves no lock file behind).
+  const io::OutputLock output_lock = io::lock_output_file(o.output);
 
   data::LoadOptions lo;
   lo.image_root = o.dataset_root;

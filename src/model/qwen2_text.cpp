@@ -11,6 +11,7 @@
 #include "medr1/core/error.h"
 #include "medr1/model/attention.h"
 #include "medr1/model/checkpoint.h"
+#include "medr1/ops/cpu_math_warmup.h"
 #include "medr1/ops/decode_attention.h"
 #include "medr1/ops/linear.h"
 
@@ -145,6 +146,7 @@ at::Tensor Qwen2VLDecoderLayerImpl::forward(const at::Tensor& x, const RopeCosSi
 }
 
 Qwen2VLModelImpl::Qwen2VLModelImpl(const Qwen2VLConfig& cfg) : cfg_(cfg) {
+  ops::warm_up_cpu_math();  // MKL VML first calls on one thread (ops/cpu_math_warmup.h)
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(cfg.vocab_size, cfg.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {

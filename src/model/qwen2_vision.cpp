@@ -17,6 +17,7 @@
 #include "medr1/io/json_util.h"
 #include "medr1/model/attention.h"
 #include "medr1/model/checkpoint.h"
+#include "medr1/ops/cpu_math_warmup.h"
 
 namespace medr1::model {
 
@@ -278,6 +279,7 @@ at::Tensor Qwen2VisionPatchMergerImpl::forward(const at::Tensor& x) {
 
 // ---------------------------------------------------------------------------------------------
 Qwen2VisionTransformerImpl::Qwen2VisionTransformerImpl(const Qwen2VisionConfig& cfg) : cfg_(cfg) {
+  ops::warm_up_cpu_math();  // MKL VML first calls on one thread (ops/cpu_math_warmup.h)
   MEDR1_CHECK(cfg.num_heads > 0 && cfg.embed_dim % cfg.num_heads == 0 && cfg.head_dim() % 4 == 0,
               "Qwen2VisionTransformer: embed_dim ", cfg.embed_dim, " / num_heads ", cfg.num_heads,
               " must give a head_dim that is a multiple of 4");

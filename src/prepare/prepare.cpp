@@ -3,8 +3,6 @@
 // could not be used.
 #include "medr1/prepare/prepare.h"
 
-#include <png.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -252,19 +250,6 @@ void write_json_splits(const SplitContents& c, const std::string& output_dir) {
     write_file_atomic(fs::path(output_dir) / "Splits" / rel, to_json_text(recs));
 }
 
-static void write_png_file(const std::string& path, const vision::RgbImage& img) {
-  png_image pi;
-  std::memset(&pi, 0, sizeof(pi));
-  pi.version = PNG_IMAGE_VERSION;
-  pi.width = static_cast<png_uint_32>(img.width);
-  pi.height = static_cast<png_uint_32>(img.height);
-  pi.format = PNG_FORMAT_RGB;
-  const int ok = png_image_write_to_file(&pi, path.c_str(), 0, img.data.data(), 0, nullptr);
-  const std::string msg = pi.message;
-  png_image_free(&pi);
-  MEDR1_CHECK(ok != 0, "medr1-prepare: cannot write ", path, ": ", msg);
-}
-
 ResizeStats resize_images(const std::vector<std::string>& rel_paths, const std::string& root,
                           const std::string& image_output, int64_t size, int num_workers) {
   MEDR1_CHECK(size > 0, "--resize: ", size, " must be positive");
@@ -282,7 +267,7 @@ ResizeStats resize_images(const std::vector<std::string>& rel_paths, const std::
         const auto r = vision::resize_bicubic(img, size, size);
         fs::create_directories(out.parent_path());
         const std::string tmp = out.string() + ".tmp" + std::to_string(i);
-        write_png_file(tmp, r);
+        vision::write_png(tmp, r);
         fs::rename(tmp, out);
         ++written;
       } catch (const std::exception&) {

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "medr1/core/error.h"
+#include "medr1/core/logging.h"
 #include "medr1/io/json_util.h"
 #include "medr1/model/attention.h"
 #include "medr1/rl/rewards.h"
@@ -220,7 +221,10 @@ void GRPOConfig::validate(int64_t world_size, int64_t max_position_embeddings) c
                {"linear", "constant", "constant_with_warmup", "cosine"});
   check_one_of("loss_type", loss_type, {"grpo", "bnpo", "dr_grpo", "dapo"});
   check_one_of("scale_rewards", scale_rewards, {"group", "batch", "none"});
+  check_one_of("importance_sampling_level", importance_sampling_level, {"token", "sequence"});
 
+  req(!(freeze_vision_modules && freeze_language_model),
+      "freeze_vision_modules and freeze_language_model: at most one may be true (else nothing trains)");
   req(std::isfinite(learning_rate) && learning_rate >= 0, "learning_rate: must be >= 0, got ",
       learning_rate);
   req(adam_beta1 >= 0 && adam_beta1 < 1, "adam_beta1: must be in [0, 1), got ", adam_beta1);
@@ -287,11 +291,39 @@ void GRPOConfig::validate(int64_t world_size, int64_t max_position_embeddings) c
   req(epsilon >= 0 && epsilon < 1, "epsilon: must be in [0, 1), got ", epsilon);
   req(resolved_epsilon_high() >= 0, "epsilon_high: must be >= 0, got ", resolved_epsilon_high());
   req(num_iterations >= 1, "num_iterations: must be >= 1, got ", num_iterations);
+  if (delta) {
+    // TRL accepts any float and only recommends > 1 + epsilon_high; a cap <= 1 would clamp the
+    // on-policy ratio itself, so it is refused here.
+    req(std::isfinite(*delta) && *delta > 1, "delta: must be > 1 (or null), got ", *delta);
+    if (*delta <= 1 + resolved_epsilon_high())
+      spdlog::warn(
+          "config: delta {} <= 1 + epsilon_high {}: TRL recommends delta > 1 + epsilon_high",
+          *delta, 1 + resolved_epsilon_high());
+  }
+  req(std::isfinite(top_entropy_quantile) && top_entropy_quantile >= 0 && top_entropy_quantile <= 1,
+      "top_entropy_quantile: must be in [0, 1] (1 = every token), got ", top_entropy_quantile);
+  req(std::isfinite(ref_model_mixup_alpha) && ref_model_mixup_alpha >= 0 && ref_model_mixup_alpha <= 1,
+      "ref_model_mixup_alpha: must be in [0, 1], got ", ref_model_mixup_alpha);
+  req(ref_model_sync_steps >= 1, "ref_model_sync_steps: must be >= 1, got ", ref_model_sync_steps);
+  if (sync_ref_model && beta == 0.0)
+    spdlog::warn("config: sync_ref_model has no effect with beta 0 (no reference model; TRL likewise)");
+  if (importance_sampling_level == "sequence" && loss_type != "grpo")
+    spdlog::warn(
+        "config: importance_sampling_level sequence with loss_type {} sums per-token terms, which "
+        "weights each sequence by its length; GSPO's setup is loss_type grpo (TRL warns likewise)",
+        loss_type);
 
   if (algo == "grpo") {
     req(!reward_funcs.empty(), "reward_funcs: at least one reward function is required");
     for (const auto& r : reward_funcs)
       req(default_registry().contains(r), "reward_funcs: unknown reward function '", r, "'");
+  }
+  if (std::find(reward_funcs.begin(), reward_funcs.end(), "soft_overlong_punishment") != reward_funcs.end()) {
+    const int64_t lmax = resolved_soft_punish_max_completion_len();
+    req(soft_punish_max_completion_len >= 0, "soft_punish_max_completion_len: must be >= 0, got ",
+        soft_punish_max_completion_len);
+    req(soft_punish_cache >= 0 && soft_punish_cache <= lmax, "soft_punish_cache: must be in [0, ", lmax,
+        "] (the L_max of soft_overlong_punishment), got ", soft_punish_cache);
   }
   req(reward_weights.empty() || reward_weights.size() == reward_funcs.size(), "reward_weights: ",
       reward_weights.size(), " weights for ", reward_funcs.size(), " reward_funcs");

@@ -36,6 +36,7 @@ TrainResult train(const GRPOConfig& cfg, const TrainerHooks& hooks) {
     if (s->sft || step % s->cfg.num_iterations == 0)
       round = generation_round(*s, step);           // num_iterations: reuse
     const StepMetrics m = update(*s, round, step);  // st.global_step = step + 1
+    sync_reference_step(*s);                        // sync_ref_model (TR-DPO), TRL's on_step_end
     if (st.global_step % s->cfg.logging_steps == 0 || st.global_step == total) {
       nlohmann::json rec =
           metrics_record(m, s->cfg.reward_funcs, s->sft, st.global_step, epoch_progress(*s), lr,

@@ -11,11 +11,14 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <utility>
 
 #include "medr1/core/error.h"
+#include "medr1/rl/external_reward.h"
 
 namespace medr1::rl {
 namespace {
@@ -165,11 +168,35 @@ const PyRegex& format_regex(PromptMode mode) {
   return mode == PromptMode::think ? think : nothink;
 }
 
+// "external:<command>" functions, started on first use and shared by every registry.
+const RewardFunc& external_func(const std::string& name) {
+  static std::mutex mu;
+  static std::map<std::string, RewardFunc> started;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = started.find(name);
+  if (it == started.end())
+    it = started.emplace(name, make_external_reward(name.substr(kExternalRewardPrefix.size())))
+             .first;
+  return it->second;
+}
+
 std::vector<double> accuracy_func(const RewardInputs& in) {
   MEDR1_CHECK(in.completions.size() == in.solutions.size(), "accuracy reward: ",
               in.completions.size(), " completions but ", in.solutions.size(), " solutions");
   std::vector<double> out(in.completions.size());
   for (size_t i = 0; i < out.size(); ++i) out[i] = accuracy_reward(in.completions[i], in.solutions[i]);
+  return out;
+}
+
+std::vector<double> soft_overlong_func(const RewardInputs& in) {
+  MEDR1_CHECK(in.completion_lengths != nullptr && in.completion_lengths->size() == in.completions.size(),
+              "soft_overlong_punishment reward: needs the completions' token lengths (",
+              in.completion_lengths ? in.completion_lengths->size() : 0, " for ", in.completions.size(),
+              " completions)");
+  std::vector<double> out(in.completions.size());
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = soft_overlong_punishment((*in.completion_lengths)[i], in.soft_punish_max_completion_len,
+                                      in.soft_punish_cache);
   return out;
 }
 
@@ -180,6 +207,17 @@ std::vector<double> format_func(const RewardInputs& in) {
 }
 
 }  // namespace
+
+double soft_overlong_punishment(int64_t completion_length, int64_t max_completion_len, int64_t soft_punish_cache) {
+  MEDR1_CHECK(max_completion_len > 0 && soft_punish_cache >= 0 && soft_punish_cache <= max_completion_len,
+              "soft_overlong_punishment: need 0 <= soft_punish_cache (", soft_punish_cache,
+              ") <= max_completion_len (", max_completion_len, ") and max_completion_len > 0");
+  const int64_t safe = max_completion_len - soft_punish_cache;
+  if (completion_length <= safe) return 0.0;
+  if (completion_length <= max_completion_len)
+    return static_cast<double>(safe - completion_length) / static_cast<double>(soft_punish_cache);
+  return -1.0;
+}
 
 PromptMode prompt_mode_from_string(std::string_view s) {
   if (s == "think") return PromptMode::think;
@@ -226,12 +264,18 @@ void RewardRegistry::add(const std::string& name, RewardFunc fn) {
   funcs_[name] = std::move(fn);
 }
 
+bool RewardRegistry::contains(const std::string& name) const {
+  return funcs_.count(name) != 0 || is_external_reward_name(name);
+}
+
 const RewardFunc& RewardRegistry::get(const std::string& name) const {
   auto it = funcs_.find(name);
   if (it == funcs_.end()) {
+    if (is_external_reward_name(name)) return external_func(name);
     std::string known;
     for (const auto& [k, v] : funcs_) known += (known.empty() ? "" : ", ") + k;
-    fail("reward_funcs: unknown reward function '", name, "' (known: ", known, ")");
+    fail("reward_funcs: unknown reward function '", name, "' (known: ", known,
+         ", or external:<command>)");
   }
   return it->second;
 }
@@ -247,6 +291,7 @@ const RewardRegistry& default_registry() {
     RewardRegistry r;
     r.add("accuracy", accuracy_func);
     r.add("format", format_func);
+    r.add("soft_overlong_punishment", soft_overlong_func);
     return r;
   }();
   return reg;
@@ -255,8 +300,9 @@ const RewardRegistry& default_registry() {
 RewardResult compute_rewards(const RewardInputs& in, const std::vector<std::string>& names,
                              const std::vector<double>& weights, const RewardRegistry& registry) {
   MEDR1_CHECK(!names.empty(), "compute_rewards: no reward functions given");
-  MEDR1_CHECK(weights.empty() || weights.size() == names.size(), "compute_rewards: ",
-              weights.size(), " reward_weights for ", names.size(), " reward_funcs");
+  MEDR1_CHECK(weights.empty() || weights.size() == names.size(),
+              "compute_rewards: ", weights.size(), " reward_weights for ", names.size(),
+              " reward_funcs");
   const size_t n = in.completions.size();
   RewardResult r;
   r.names = names;

@@ -2,9 +2,11 @@
 // curves.
 #include "medr1/rl/train_logger.h"
 
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <set>
 #include <sstream>
 
 #include "io/atomic_file.h"
@@ -161,9 +163,18 @@ std::vector<std::string> write_training_plots(const std::string& output_dir,
       if (it.key().rfind("rewards/", 0) == 0) reward_keys.push_back(it.key());
   if (has("reward"))
     plot("reward.svg", "reward", "reward (mean over completions)", {series_of("reward")});
-  for (const auto& k : reward_keys)
-    plot("rewards_" + k.substr(8) + ".svg", k, k.substr(8) + " reward (mean over completions)",
-         {series_of(k)});
+  std::set<std::string> reward_files;
+  for (const auto& k : reward_keys) {
+    // A reward's name can hold any text (external:<command> has spaces and slashes): the file name
+    // keeps [A-Za-z0-9._-] of at most 80 bytes, the rest becomes '_', and a clash gets a number.
+    std::string stem;
+    for (const char ch : k.substr(8).substr(0, 80))
+      stem += std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-' ? ch : '_';
+    std::string file = "rewards_" + stem + ".svg";
+    for (int n = 2; !reward_files.insert(file).second; ++n)
+      file = "rewards_" + stem + "_" + std::to_string(n) + ".svg";
+    plot(file, k, k.substr(8) + " reward (mean over completions)", {series_of(k)});
+  }
   if (has("reward") ||
       !reward_keys.empty()) {  // Med-R1's figure: the rewards and the completion length vs step
     std::vector<io::PlotSeries> s;
@@ -178,6 +189,9 @@ std::vector<std::string> write_training_plots(const std::string& output_dir,
   if (has("kl"))
     plot("kl.svg", "KL to the reference model", "KL (k3 estimate, nats per token)",
          {series_of("kl")});
+  if (has("entropy"))
+    plot("entropy.svg", "token entropy (top_entropy_quantile)", "entropy (nats per token, mean)",
+         {series_of("entropy")});
   plot("loss.svg", "loss", "loss (per optimizer step)", {series_of("loss")});
   plot("grad_norm.svg", "gradient norm", "gradient L2 norm (before clipping)",
        {series_of("grad_norm")});

@@ -23,9 +23,11 @@
 #include "medr1/core/error.h"
 #include "medr1/core/logging.h"
 #include "medr1/io/checkpoint.h"
+#include "medr1/io/json_util.h"
 #include "medr1/io/safetensors.h"
 #include "medr1/model/attention.h"
 #include "medr1/model/weight_loader.h"
+#include "medr1/rl/data_screen.h"
 #include "medr1/rl/optim.h"
 #include "medr1/rl/sft.h"
 
@@ -122,7 +124,24 @@ std::vector<std::vector<PromptExample>> next_round_examples(TrainSession& s) {
 }
 
 // Restores a checkpoint into the session (weights, fp32 masters, optimizer, RNGs, sampler).
+// A checkpoint resumes only under the freezing it was trained with: its optimizer state covers exactly
+// the parameters that were trainable then (training_args.json records the flags; absent = false).
+void check_resume_freezing(const GRPOConfig& cfg, const std::string& dir) {
+  const fs::path args = fs::path(dir) / "training_args.json";
+  if (!fs::exists(args)) return;  // load_trainer_state names what is missing
+  const nlohmann::json j = io::read_json_file(args.string());
+  for (const auto& [key, now] : {std::pair<const char*, bool>{"freeze_vision_modules", cfg.freeze_vision_modules},
+                                 {"freeze_language_model", cfg.freeze_language_model}}) {
+    const bool then = j.contains(key) && j.at(key).is_boolean() && j.at(key).get<bool>();
+    MEDR1_CHECK(then == now, "resume: ", dir, " was trained with ", key, " ", then ? "true" : "false",
+                " but this run has ", key, " ", now ? "true" : "false",
+                "; its optimizer state covers the parameters trainable then (resume with the same flag, or "
+                "start a new run from its weights with --model_name_or_path)");
+  }
+}
+
 void resume_from(TrainSession& s, const std::string& dir) {
+  check_resume_freezing(s.cfg, dir);
   model::load_qwen2_vl_weights(s.policy, dir);
   if (s.cfg.bf16) {
     at::NoGradGuard ng;
@@ -132,6 +151,19 @@ void resume_from(TrainSession& s, const std::string& dir) {
   }
   load_trainer_state(dir, s.st, *s.opt, s.master);
   restore_rng(s.st, s.mt);
+  if (s.cfg.sync_ref_model && s.ref) {
+    // The reference drifted by TR-DPO mixing; the checkpoint holds it (ref_model/). Without it the
+    // run could only resume if no mixing happened yet.
+    const fs::path ref_dir = fs::path(dir) / "ref_model";
+    if (fs::exists(ref_dir / "config.json")) {
+      model::load_qwen2_vl_weights(s.ref, ref_dir.string());
+    } else {
+      MEDR1_CHECK(s.st.global_step < s.cfg.ref_model_sync_steps, "resume: ", dir,
+                  " has no ref_model/ folder but this run has sync_ref_model true and step ", s.st.global_step,
+                  " >= ref_model_sync_steps ", s.cfg.ref_model_sync_steps,
+                  ": the reference it trained against is lost (it was saved without sync_ref_model)");
+    }
+  }
   if (s.st.world_size != s.world) {
     const dist::SamplerState before = s.st.sampler;
     s.st.sampler = rescale_sampler_for_world(s.st.sampler, s.st.world_size, s.world,
@@ -181,6 +213,30 @@ dist::SamplerState rescale_sampler_for_world(dist::SamplerState s, int64_t saved
               " needs a multiple of the new world size");
   s.position = consumed / world;
   return s;
+}
+
+namespace {
+// The weight a checkpoint holds: the fp32 master; a frozen bf16 run parameter widened to fp32 like them,
+// so that every tensor of a saved folder has one dtype.
+at::Tensor saved_weight(const at::Tensor& master) {
+  return master.requires_grad() || master.scalar_type() == at::kFloat ? master.detach()
+                                                                      : master.detach().to(at::kFloat);
+}
+}  // namespace
+
+std::pair<int64_t, int64_t> apply_freezing(torch::nn::Module& policy, bool freeze_vision_modules,
+                                           bool freeze_language_model) {
+  MEDR1_CHECK(!(freeze_vision_modules && freeze_language_model),
+              "freeze_vision_modules and freeze_language_model are both true: no parameter would be trained");
+  int64_t trainable = 0, total = 0;
+  for (auto& item : policy.named_parameters()) {
+    const bool vision = item.key().rfind("visual.", 0) == 0;
+    if ((vision && freeze_vision_modules) || (!vision && freeze_language_model))
+      item.value().set_requires_grad(false);
+    total += item.value().numel();
+    if (item.value().requires_grad()) trainable += item.value().numel();
+  }
+  return {trainable, total};
 }
 
 std::unique_ptr<TrainSession> set_up(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
@@ -235,6 +291,14 @@ std::unique_ptr<TrainSession> set_up(const GRPOConfig& cfg_in, const TrainerHook
   // its activations in backward (the reference model and the no-grad logps never build a graph
   // anyway).
   s.policy->set_gradient_checkpointing(cfg.gradient_checkpointing);
+  const auto [trainable, total] =
+      apply_freezing(*s.policy, cfg.freeze_vision_modules, cfg.freeze_language_model);
+  if (s.is_main)
+    spdlog::info("trainable params: {} || all params: {} || trainable%: {:.4f}{}", trainable, total,
+                 100.0 * static_cast<double>(trainable) / static_cast<double>(std::max<int64_t>(total, 1)),
+                 cfg.freeze_vision_modules   ? " (vision tower frozen)"
+                 : cfg.freeze_language_model ? " (language model frozen)"
+                                             : "");
   if (s.is_main)
     model::use_attn_implementation(cfg.attn_implementation, s.device);
   else
@@ -257,9 +321,34 @@ std::unique_ptr<TrainSession> set_up(const GRPOConfig& cfg_in, const TrainerHook
 
   data::LoadOptions lo;
   lo.image_root = cfg.dataset_root;
-  lo.require_solution = true;
-  s.records = data::load_dataset(cfg.dataset_name, lo);
-  MEDR1_CHECK(!s.records.empty(), cfg.dataset_name, ": no records");
+  lo.require_solution = false;  // the screen records each record without one
+  {
+    std::vector<data::Record> all = data::load_dataset(cfg.dataset_name, lo);
+    MEDR1_CHECK(!all.empty(), cfg.dataset_name, ": no records");
+    ScreenOptions so;
+    so.mode = s.mode;
+    so.ipc = s.ipc;
+    so.max_prompt_length = cfg.max_prompt_length;
+    so.check_answers = !s.sft;
+    so.progress = hooks.progress_bar && s.is_main && all.size() >= 1000;
+    DataScreen screen = screen_training_records(std::move(all), *s.tok, so);
+    if (s.is_main) {
+      write_data_screen(screen, cfg.output_dir);
+      for (size_t i = 0; i < screen.issues.size() && i < 5; ++i) {
+        const DataIssue& d = screen.issues[i];
+        spdlog::warn("data: {} record {} ({}): {}{}", d.source_file, d.file_index, d.kind, d.detail,
+                     d.skipped ? " [skipped]" : "");
+      }
+      if (screen.issues.empty())
+        spdlog::info("data: {}", screen.summary_line());
+      else
+        spdlog::warn("data: {} (every item in {})", screen.summary_line(),
+                     (fs::path(cfg.output_dir) / "data_issues.jsonl").string());
+    }
+    MEDR1_CHECK(!screen.kept.empty(), cfg.dataset_name, ": no usable records: ", screen.summary_line(), " (see ",
+                (fs::path(cfg.output_dir) / "data_issues.jsonl").string(), ")");
+    s.records = std::move(screen.kept);
+  }
 
   // Reference model: a frozen copy of the starting policy (Med-R1: create_reference_model).
   if (!s.sft && cfg.beta != 0.0) {
@@ -273,7 +362,7 @@ std::unique_ptr<TrainSession> set_up(const GRPOConfig& cfg_in, const TrainerHook
   // Master weights: the policy's own parameters in fp32; fp32 copies when the policy runs in bf16.
   s.run_params = s.policy->named_parameters().pairs();
   for (auto& [n, p] : s.run_params) {
-    if (!cfg.bf16) {
+    if (!cfg.bf16 || !p.requires_grad()) {  // fp32, or frozen: the run parameter itself
       s.master.emplace_back(n, p);
       continue;
     }
@@ -282,7 +371,8 @@ std::unique_ptr<TrainSession> set_up(const GRPOConfig& cfg_in, const TrainerHook
     s.master.emplace_back(n, m32);
   }
   s.opt = make_adamw(s.master, cfg);
-  for (auto& [n, p] : s.master) s.master_list.push_back(p);
+  for (auto& [n, p] : s.master)
+    if (p.requires_grad()) s.master_list.push_back(p);
 
   s.B = cfg.per_device_train_batch_size;
   s.GA = cfg.gradient_accumulation_steps;
@@ -342,8 +432,15 @@ std::vector<MicroBatch> generation_round(TrainSession& s, int64_t step) {
     }
     s.ro.step = step;
     mb.r = make_rollout(s.policy, *s.tok, ex, s.ro, s.pad_id, s.gen);
-    mb.rewards = compute_rewards(RewardInputs{mb.r.completions, mb.r.solutions, s.mode},
-                                 s.cfg.reward_funcs, s.cfg.reward_weights, *s.registry);
+    // Token lengths up to and including the first EOS (before mask_truncated_completions), as TRL's
+    // completion_ids_list: for length-based rewards.
+    const at::Tensor len_t = completion_mask(mb.r.completion_ids.cpu(), s.ro.mask_eos_ids).sum(1).to(at::kLong);
+    const std::vector<int64_t> lengths(len_t.data_ptr<int64_t>(), len_t.data_ptr<int64_t>() + len_t.numel());
+    RewardInputs in{mb.r.completions, mb.r.solutions, s.mode};
+    in.completion_lengths = &lengths;
+    in.soft_punish_max_completion_len = s.cfg.resolved_soft_punish_max_completion_len();
+    in.soft_punish_cache = s.cfg.soft_punish_cache;
+    mb.rewards = compute_rewards(in, s.cfg.reward_funcs, s.cfg.reward_weights, *s.registry);
     at::Tensor rw = at::tensor(mb.rewards.total, at::kDouble).to(at::kFloat);
     Advantages adv = compute_advantages(rw, s.G, s.scale, 1e-4);
     mb.advantages = adv.advantages.to(s.device);
@@ -386,6 +483,37 @@ std::string nonfinite_verdict(dist::ProcessGroup& pg, const std::string& local_l
   return "";
 }
 
+at::Tensor gathered_high_entropy_mask(dist::ProcessGroup& pg, const at::Tensor& entropies, const at::Tensor& mask,
+                                     double top_entropy_quantile) {
+  at::Tensor local = entropies.masked_select(mask.to(at::kBool)).to(at::kCPU).to(at::kFloat);  // [n_valid]
+  at::Tensor pool = local;
+  if (pg.is_distributed()) {
+    // TRL gathers every rank's non-pad entropies (padded with a negative sentinel, as entropies
+    // are >= 0) and takes one quantile over them all; every rank joins, even with no tokens.
+    int64_t max_len = 0;
+    for (const at::Tensor& n : pg.allgather(at::tensor({static_cast<double>(local.numel())}, at::kDouble)))
+      max_len = std::max(max_len, static_cast<int64_t>(n.item<double>()));
+    at::Tensor padded = at::full({std::max<int64_t>(max_len, 1)}, -1.0, at::kFloat);
+    if (local.numel() > 0) padded.slice(0, 0, local.numel()).copy_(local);
+    at::Tensor all = at::cat(pg.allgather(padded));
+    pool = all.masked_select(all >= 0);
+  }
+  return high_entropy_mask(entropies, mask, 1.0 - top_entropy_quantile, pool.to(entropies.device()));
+}
+
+namespace {
+// top_entropy_quantile < 1: the micro-batch's mask; adds its mean token entropy to m.
+at::Tensor top_entropy_mask(dist::ProcessGroup& pg, const at::Tensor& logits, const at::Tensor& mask,
+                            double top_entropy_quantile, StepMetrics& m) {
+  at::Tensor entropies = entropy_from_logits(logits);  // [N, T] fp32, no grad
+  const at::Tensor valid = mask.to(at::kBool);
+  const double tokens = static_cast<double>(valid.sum().item<int64_t>());
+  m.entropy += tokens > 0 ? entropies.masked_select(valid).sum().item<double>() / tokens : 0.0;
+  m.n_entropy += 1;
+  return gathered_high_entropy_mask(pg, entropies, mask, top_entropy_quantile);
+}
+}  // namespace
+
 StepMetrics update(TrainSession& s, std::vector<MicroBatch>& round, int64_t step) {
   StepMetrics m;
   std::string bad;  // this rank's first non-finite loss of the step
@@ -408,14 +536,21 @@ StepMetrics update(TrainSession& s, std::vector<MicroBatch>& round, int64_t step
     auto no_sync =
         s.sync && k + 1 < round.size() ? s.sync->no_sync() : dist::GradSync::NoSyncGuard{};
     const auto t0 = Clock::now();
-    at::Tensor logps = logps_of(s.policy, mb.r);
+    at::Tensor logits = completion_logits(s.policy, mb.r);  // [N, T, V]
+    at::Tensor logps = selective_log_softmax(logits, mb.r.completion_ids).to(at::kFloat);
+    at::Tensor entropy_mask;
+    if (!s.sft && s.cfg.top_entropy_quantile < 1.0) {
+      entropy_mask = top_entropy_mask(*s.pg, logits, mb.r.completion_mask, s.cfg.top_entropy_quantile,
+                                      m);
+    }
+    logits = at::Tensor();  // the graph keeps what backward needs
     at::Tensor loss;
     if (s.sft) {
       loss = sft_loss(logps, mb.r.completion_mask);
       m.completion_length += mb.r.completion_mask.sum(1).to(at::kDouble).mean().item<double>();
     } else {
       PolicyLossOutput out = grpo_policy_loss(logps, mb.old_logps, mb.ref_logps, mb.advantages,
-                                              mb.r.completion_mask, s.plo);
+                                              mb.r.completion_mask, s.plo, entropy_mask);
       loss = out.loss;
       m.kl += out.kl.item<double>();
       m.clip += out.clip_ratio_region.item<double>();
@@ -480,6 +615,7 @@ StepMetrics update(TrainSession& s, std::vector<MicroBatch>& round, int64_t step
   if (s.cfg.bf16) {
     at::NoGradGuard ng;
     for (size_t i = 0; i < s.master.size(); ++i) {
+      if (!s.master[i].second.requires_grad()) continue;  // frozen: master is the run parameter
       s.run_params[i].second.copy_(s.master[i].second);
       s.run_params[i].second.mutable_grad() = at::Tensor();
     }
@@ -512,6 +648,7 @@ nlohmann::json metrics_record(const StepMetrics& m, const std::vector<std::strin
     rec["clip_ratio"] = m.clip / nm;
   }
   rec["completion_length"] = m.completion_length / nm;
+  if (m.n_entropy > 0) rec["entropy"] = m.entropy / m.n_entropy;
   rec["learning_rate"] = lr;
   rec["grad_norm"] = m.grad_norm;
   if (m.skipped) rec["nonfinite_step_skipped"] = 1.0;
@@ -574,16 +711,47 @@ std::vector<nlohmann::json> completion_rows(const std::vector<MicroBatch>& round
   return rows;
 }
 
+void mix_into_reference(const NamedTensors& ref, const NamedTensors& policy, double alpha) {
+  MEDR1_CHECK(ref.size() == policy.size(), "sync_ref_model: reference has ", ref.size(), " parameters, policy ",
+              policy.size());
+  at::NoGradGuard ng;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    MEDR1_CHECK(ref[i].first == policy[i].first && ref[i].second.sizes() == policy[i].second.sizes(),
+                "sync_ref_model: reference parameter ", ref[i].first, " ", ref[i].second.sizes(),
+                " does not match policy parameter ", policy[i].first, " ", policy[i].second.sizes());
+    at::Tensor t = ref[i].second;
+    t.mul_(1.0 - alpha).add_(policy[i].second.to(t.device(), t.scalar_type()), alpha);
+  }
+}
+
+bool sync_reference_step(TrainSession& s) {
+  if (!s.cfg.sync_ref_model || !s.ref || s.st.global_step % s.cfg.ref_model_sync_steps != 0) return false;
+  mix_into_reference(s.ref->named_parameters().pairs(), s.run_params, s.cfg.ref_model_mixup_alpha);
+  return true;
+}
+
 std::string save_checkpoint_step(TrainSession& s) {
   capture_rng(s.st, s.mt);
   NamedTensors weights;
-  for (auto& [n, p] : s.master) weights.emplace_back(n, p.detach());
+  for (auto& [n, p] : s.master) weights.emplace_back(n, saved_weight(p));
   s.pg->barrier();  // every rank finished the step
   std::string dir;
-  if (s.is_main)
-    dir = save_checkpoint(s.cfg.output_dir, s.st, weights, model::to_json(s.policy->config()),
-                          s.cfg.model_name_or_path, s.cfg.save_only_model ? nullptr : s.opt.get(),
-                          s.master, to_json(s.cfg));
+  NamedTensors ref_weights;
+  const bool with_ref = s.cfg.sync_ref_model && s.ref && !s.cfg.save_only_model;
+  if (with_ref) ref_weights = s.ref->named_parameters().pairs();
+  if (s.is_main) {
+    try {
+      dir = save_checkpoint(s.cfg.output_dir, s.st, weights, model::to_json(s.policy->config()),
+                            s.cfg.model_name_or_path, s.cfg.save_only_model ? nullptr : s.opt.get(),
+                            s.master, to_json(s.cfg), with_ref ? &ref_weights : nullptr);
+    } catch (const std::exception& e) {
+      // Disk full, quota, I/O error: nothing of this save has its final name (temp folder + atomic commit).
+      const std::optional<std::string> last = resolve_resume_dir("latest", s.cfg.output_dir);
+      fail("step ", s.st.global_step, ": saving checkpoint-", s.st.global_step, " failed: ", e.what(), "; ",
+           last ? "the last complete checkpoint, " + *last + ", is intact (--resume latest continues from it)"
+                : std::string("no earlier checkpoint was saved"));
+    }
+  }
   else
     dir =
         (fs::path(s.cfg.output_dir) / ("checkpoint-" + std::to_string(s.st.global_step))).string();
@@ -594,7 +762,7 @@ std::string save_checkpoint_step(TrainSession& s) {
 
 void save_final_model(TrainSession& s) {
   NamedTensors weights;
-  for (auto& [n, p] : s.master) weights.emplace_back(n, p.detach());
+  for (auto& [n, p] : s.master) weights.emplace_back(n, saved_weight(p));
   s.pg->barrier();
   if (s.is_main) {
     io::write_json_atomic((fs::path(s.cfg.output_dir) / "config.json").string(),

@@ -326,7 +326,8 @@ RgbImage decode_png(const uint8_t* bytes, size_t n, const std::string& name) {
       set_mode(img, "P");
       uint8_t lut[256 * 3];
       for (int i = 0; i < 256; ++i) lut[3 * i] = lut[3 * i + 1] = lut[3 * i + 2] = static_cast<uint8_t>(i);
-      std::memcpy(lut, res.palette, static_cast<size_t>(res.palette_size) * 3);
+      if (res.palette_size > 0)
+        std::memcpy(lut, res.palette, static_cast<size_t>(std::min(res.palette_size, 256)) * 3);
       for (png_uint_32 y = 0; y < res.height; ++y)
         for (size_t x = 0; x < w; ++x) std::memcpy(out + (y * w + x) * 3, lut + 3 * res.rows[y][x], 3);
       break;
@@ -398,7 +399,9 @@ RgbImage decode_gif(const uint8_t* b, size_t n, const std::string& name) {
     palette = &local;
     pos += len;
   }
-  std::memcpy(lut, palette->data(), std::min<size_t>(palette->size(), sizeof(lut)));
+  // No palette at all (neither global nor local): Pillow's grey ramp stays (memcpy from an empty vector's
+  // null data() is undefined even for 0 bytes; found by fuzz_image under UBSan).
+  if (!palette->empty()) std::memcpy(lut, palette->data(), std::min<size_t>(palette->size(), sizeof(lut)));
   width = std::max(width, x0 + fw);  // Pillow grows the canvas to hold the frame
   height = std::max(height, y0 + fh);
   check_size(width, height, name);
@@ -624,6 +627,21 @@ RgbImage load_image_rgb(const std::string& path) {
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   MEDR1_CHECK(!f.bad(), path, ": read error");
   return decode_image_rgb(bytes.data(), bytes.size(), path);
+}
+
+void write_png(const std::string& path, const RgbImage& img) {
+  MEDR1_CHECK(img.data.size() == static_cast<size_t>(img.width * img.height * 3), "write_png: ", path,
+              ": image data holds ", img.data.size(), " bytes for ", img.width, "x", img.height);
+  png_image pi;
+  std::memset(&pi, 0, sizeof(pi));
+  pi.version = PNG_IMAGE_VERSION;
+  pi.width = static_cast<png_uint_32>(img.width);
+  pi.height = static_cast<png_uint_32>(img.height);
+  pi.format = PNG_FORMAT_RGB;
+  const int ok = png_image_write_to_file(&pi, path.c_str(), 0, img.data.data(), 0, nullptr);
+  const std::string msg = pi.message;
+  png_image_free(&pi);
+  MEDR1_CHECK(ok != 0, "write_png: ", path, ": ", msg);
 }
 
 }  // namespace medr1::vision

@@ -42,8 +42,8 @@ std::vector<SplitFile> list_split_files(const std::string& splits_dir, Evaluatio
                                         std::string_view stage = "test",
                                         const std::vector<std::string>& only_names = {});
 
-// All records of a split file (load_records_file with the solution required, image paths joined
-// to `dataset_root`; a DatasetDict folder gives its `stage` split); extra gets "split" = name and "split_type" = type.
+// All records of a split file (load_records_file, image paths joined to `dataset_root`; a record without
+// a solution is kept, solution unset: evaluation makes it an error item instead of losing the split; a DatasetDict folder gives its `stage` split); extra gets "split" = name and "split_type" = type.
 std::vector<Record> load_split(const SplitFile& split, const std::string& dataset_root);
 
 // Source dataset of an OmniMedVQA image path: "Images/Chest CT Scan/test/x.png" -> "Chest CT Scan";

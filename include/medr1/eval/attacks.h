@@ -100,7 +100,7 @@ vision::ProcessedImage processed_from_resized(const vision::RgbImage& resized, c
 // |a - b| * gain (clamped) as an image, for looking at a perturbation.
 vision::RgbImage difference_image(const vision::RgbImage& a, const vision::RgbImage& b, int gain);
 
-// Writes an RGB PNG (libpng). Errors name the path.
-void write_png(const std::string& path, const vision::RgbImage& img);
+// The PNG writer of vision/image_io.h (clean / adversarial / difference images).
+using vision::write_png;
 
 }  // namespace medr1::eval

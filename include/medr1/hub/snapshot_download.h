@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,30 @@ struct DownloadReport {
 };
 
 DownloadReport snapshot_download(const DownloadOptions& opts);
+
+// ---- what the downloader parses (exposed for tests and tests/fuzz/fuzz_hub.cpp)
+
+struct RemoteFile {
+  std::string path;   // siblings[].rfilename: a relative path, no "", ".", ".." parts, "\\" or NUL
+  int64_t size = -1;  // -1 unknown
+  std::string etag;   // LFS sha256 or git blob sha1; "" unknown
+};
+struct RepoListing {
+  std::string commit;  // "sha"
+  std::vector<RemoteFile> files;
+};
+// The body of GET /api/models/<repo>/revision/<rev>?blobs=true; `url` names it in errors (HubError
+// kOther): malformed JSON, no string "sha", no array "siblings", a sibling without a string rfilename, an
+// unsafe or repeated file name, a negative size.
+RepoListing parse_repo_listing(const std::string& body, const std::string& url);
+
+// A .metadata file's text (huggingface_hub local_dir: commit, etag, timestamp lines); nullopt when it is
+// not one (the file is then downloaded again).
+struct LocalMeta {
+  std::string commit, etag;
+  double timestamp = 0;
+};
+std::optional<LocalMeta> parse_meta(const std::string& text);
 
 // The local_dir bookkeeping paths (huggingface_hub's .cache/huggingface/download/ layout).
 std::string metadata_path(const std::string& output_dir, const std::string& file);

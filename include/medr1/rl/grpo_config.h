@@ -29,6 +29,7 @@ struct GRPOConfig {
   double num_train_epochs;
   int64_t max_steps, save_steps, logging_steps;
   bool save_only_model, bf16, gradient_checkpointing;
+  bool freeze_vision_modules, freeze_language_model;
   // Logging (HF TrainingArguments report_to; TRL log_completions / num_completions_to_print)
   std::vector<std::string> report_to;
   bool log_completions;
@@ -41,13 +42,19 @@ struct GRPOConfig {
   double top_p, repetition_penalty;
   // GRPO loss
   double beta, epsilon;
-  std::optional<double> epsilon_high;
+  std::optional<double> epsilon_high, delta;
+  double top_entropy_quantile;
+  bool sync_ref_model;
+  double ref_model_mixup_alpha;
+  int64_t ref_model_sync_steps;
   int64_t num_iterations;
+  std::string importance_sampling_level;
   std::string loss_type, scale_rewards;
   bool mask_truncated_completions;
   bool skip_nonfinite_steps;
   std::vector<std::string> reward_funcs;
   std::vector<double> reward_weights;
+  int64_t soft_punish_max_completion_len, soft_punish_cache;  // reward soft_overlong_punishment
 
   GRPOConfig();  // every field at its visit_fields default
 
@@ -104,6 +111,11 @@ struct GRPOConfig {
     v(c.bf16, "bf16", false, "bf16 weights and compute (else fp32)");
     v(c.gradient_checkpointing, "gradient_checkpointing", false,
       "recompute each decoder layer's / vision block's activations in backward (policy only)");
+    v(c.freeze_vision_modules, "freeze_vision_modules", false,
+      "train the language model only: the vision tower (visual.*) gets no gradient nor optimizer "
+      "state (R1-V / open-r1 name; verl: freeze_vision_tower)");
+    v(c.freeze_language_model, "freeze_language_model", false,
+      "train the vision tower and merger only (visual.*); the language model is frozen");
     v(c.device, "device", S{"cpu"},
       "cpu | cuda | cuda:N (under torchrun, cuda = cuda:LOCAL_RANK and the NCCL backend; gloo on "
       "cpu)");
@@ -121,6 +133,20 @@ struct GRPOConfig {
     v(c.epsilon, "epsilon", 0.2, "lower clip range (ratio >= 1 - epsilon)");
     v(c.epsilon_high, "epsilon_high", std::optional<double>{},
       "upper clip range (ratio <= 1 + epsilon_high); null = epsilon");
+    v(c.delta, "delta", std::optional<double>{},
+      "two-sided clipping (INTELLECT-2): cap the unclipped ratio at delta (> 1, TRL recommends "
+      "> 1 + epsilon_high); null = off");
+    v(c.top_entropy_quantile, "top_entropy_quantile", 1.0,
+      "policy loss on the top fraction of completion tokens by entropy only, the quantile taken "
+      "over every rank's tokens of the micro-batch (0.2 = the 20% highest; 1.0 = all) (TRL)");
+    v(c.sync_ref_model, "sync_ref_model", false,
+      "TR-DPO reference updates (TRL): every ref_model_sync_steps steps, ref = alpha * policy + "
+      "(1 - alpha) * ref; needs beta != 0");
+    v(c.ref_model_mixup_alpha, "ref_model_mixup_alpha", 0.6, "sync_ref_model: alpha in [0, 1] (TRL)");
+    v(c.ref_model_sync_steps, "ref_model_sync_steps", int64_t{512},
+      "sync_ref_model: optimizer steps between reference updates (TRL)");
+    v(c.importance_sampling_level, "importance_sampling_level", S{"token"},
+      "token | sequence (GSPO: one ratio per sequence, exp of its masked mean log ratio) (TRL)");
     v(c.num_iterations, "num_iterations", int64_t{1}, "policy updates per generation batch");
     v(c.loss_type, "loss_type", S{"grpo"}, "grpo | bnpo | dr_grpo | dapo (TRL)");
     v(c.scale_rewards, "scale_rewards", S{"group"},
@@ -133,6 +159,10 @@ struct GRPOConfig {
       "checkpoint stays); true = skip its optimizer update and log nonfinite_step_skipped");
     v(c.reward_funcs, "reward_funcs", VS{"accuracy", "format"}, "reward functions by name");
     v(c.reward_weights, "reward_weights", VD{}, "one weight per reward function ([] = all 1)");
+    v(c.soft_punish_max_completion_len, "soft_punish_max_completion_len", int64_t{0},
+      "reward soft_overlong_punishment (DAPO): L_max in tokens (0 = max_completion_length)");
+    v(c.soft_punish_cache, "soft_punish_cache", int64_t{0},
+      "reward soft_overlong_punishment: L_cache, the length band below L_max punished linearly");
   }
   template <class V>
   void visit(V&& v) {
@@ -145,6 +175,10 @@ struct GRPOConfig {
 
   // epsilon_high, or epsilon when unset.
   double resolved_epsilon_high() const { return epsilon_high ? *epsilon_high : epsilon; }
+  // soft_overlong_punishment's L_max: soft_punish_max_completion_len, or max_completion_length when 0.
+  int64_t resolved_soft_punish_max_completion_len() const {
+    return soft_punish_max_completion_len > 0 ? soft_punish_max_completion_len : max_completion_length;
+  }
   // Completions per optimizer step over all ranks: world * per_device * GA * G.
   int64_t global_completion_batch(int64_t world_size) const {
     return world_size * per_device_train_batch_size * gradient_accumulation_steps * num_generations;

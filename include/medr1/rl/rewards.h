@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -49,23 +50,38 @@ double accuracy_reward(std::string_view completion, std::string_view solution);
 // else 0.0. `\s` is Python's Unicode \s (the str.isspace() set above).
 double format_reward(std::string_view completion, PromptMode mode);
 
+// DAPO's soft overlong punishment (eq. 13; TRL get_soft_overlong_punishment): 0 for a completion of at
+// most L_max - L_cache tokens, (L_max - L_cache - length) / L_cache between that and L_max, -1 above
+// L_max. Registered as "soft_overlong_punishment" (L_max, L_cache from RewardInputs). L_cache 0 = a hard
+// -1 above L_max only.
+double soft_overlong_punishment(int64_t completion_length, int64_t max_completion_len, int64_t soft_punish_cache);
+
 // What every reward function sees: N completions (decoded text, skip_special_tokens) and, per
 // completion, its dataset solution (prompt columns repeated G times, as TRL passes them).
 struct RewardInputs {
   const std::vector<std::string>& completions;  // [N]
   const std::vector<std::string>& solutions;    // [N]
   PromptMode mode = PromptMode::think;
+  // Token count of each completion up to and including its first EOS (all its tokens when it has none),
+  // as TRL hands completion_ids to reward functions; nullptr when the caller has none (then the
+  // length-based rewards refuse to run).
+  const std::vector<int64_t>* completion_lengths = nullptr;
+  // soft_overlong_punishment's L_max (<= 0: the run's max_completion_length) and L_cache.
+  int64_t soft_punish_max_completion_len = 0, soft_punish_cache = 0;
 };
 
 // A reward function returns one value per completion; NaN means "not scored" (TRL's None).
 using RewardFunc = std::function<std::vector<double>(const RewardInputs&)>;
 
 // Reward functions by name. default_registry() holds "accuracy" and "format" (format picks the
-// think / no-think pattern from RewardInputs::mode).
+// think / no-think pattern from RewardInputs::mode). Every registry also resolves a name
+// "external:<command>" that was not added to it: get() starts <command> on first use
+// (make_external_reward, external_reward.h) and keeps it for the process's lifetime, shared by
+// all registries.
 class RewardRegistry {
  public:
-  void add(const std::string& name, RewardFunc fn);  // replaces an existing entry
-  bool contains(const std::string& name) const { return funcs_.count(name) != 0; }
+  void add(const std::string& name, RewardFunc fn);      // replaces an existing entry
+  bool contains(const std::string& name) const;          // true for added and "external:" names
   const RewardFunc& get(const std::string& name) const;  // throws naming the known names
   std::vector<std::string> names() const;
 

@@ -76,6 +76,7 @@ struct StepMetrics {
   double reward_sum = 0, n_completions = 0, n_micro = 0;
   double gen_tokens = 0, rollout_s = 0, train_tokens = 0, train_s = 0;
   double grad_norm = 0;  // global L2 norm before clipping
+  double entropy = 0, n_entropy = 0;  // top_entropy_quantile < 1: masked mean token entropy per micro-batch
   bool skipped =
       false;  // non-finite loss / gradient with skip_nonfinite_steps: no optimizer update
 };
@@ -102,7 +103,9 @@ struct TrainSession {
   int64_t eos_id = -1, pad_id = -1;
   vision::ImageProcessorConfig ipc;
   std::vector<data::Record> records;
-  NamedTensors run_params, master;  // master: fp32 (copies of the bf16 run parameters when bf16)
+  // master: fp32 (copies of the bf16 run parameters when bf16); a frozen parameter's entry is the run
+  // parameter itself (no copy). master_list: the trainable masters (clipping).
+  NamedTensors run_params, master;
   std::vector<at::Tensor> master_list;
   std::unique_ptr<torch::optim::AdamW> opt;
   int64_t B = 1, GA = 1, G = 1;
@@ -118,6 +121,15 @@ struct TrainSession {
   PolicyLossOptions plo;
   TrainerState st;  // global step, sampler position, log history (restored on resume)
 };
+
+// Parameter freezing (R1-V / open-r1 `freeze_vision_modules`, verl's freeze_vision_tower; and its mirror
+// `freeze_language_model`, which trains only the vision tower and its merger): sets requires_grad false on
+// the parameters under "visual." (vision) or on every other one (language model: "model.", "lm_head.").
+// Frozen parameters get no gradient, no fp32 master copy, no optimizer state and no gradient allreduce; the
+// saved checkpoints still hold every weight. Returns {trainable, total} element counts. Both flags set is an
+// error (nothing would train).
+std::pair<int64_t, int64_t> apply_freezing(torch::nn::Module& policy, bool freeze_vision_modules,
+                                           bool freeze_language_model);
 
 // Validates the config, joins the process group, makes output_dir (rank 0: resolved_config.json,
 // stale temp folders removed), loads policy / reference / tokenizer / data, builds the optimizer
@@ -155,7 +167,22 @@ void average_over_ranks(dist::ProcessGroup& pg, nlohmann::json& rec);
 std::vector<nlohmann::json> completion_rows(const std::vector<MicroBatch>& round,
                                             const std::vector<data::Record>& records, int64_t step);
 
-// checkpoint-<global_step> (rank 0 writes, all ranks wait); returns its folder.
+// top_entropy_quantile: TRL's get_high_entropy_mask(entropies, mask, 1 - top_entropy_quantile) with the
+// quantile over the non-pad entropies of every rank (gathered; each rank must call it, with or without
+// tokens). entropies, mask [N, T] -> bool [N, T].
+at::Tensor gathered_high_entropy_mask(dist::ProcessGroup& pg, const at::Tensor& entropies, const at::Tensor& mask,
+                                     double top_entropy_quantile);
+
+// TRL SyncRefModelCallback._sync_target_model (TR-DPO): ref.mul_(1 - alpha).add_(policy, alpha) for
+// each pair, in the reference's dtype; the two lists hold the same names in the same order.
+void mix_into_reference(const NamedTensors& ref, const NamedTensors& policy, double alpha);
+// sync_ref_model: after the optimizer step whose global_step is a multiple of ref_model_sync_steps
+// (TRL on_step_end), mixes the policy into the reference. Returns whether it did.
+bool sync_reference_step(TrainSession& s);
+
+// checkpoint-<global_step> (rank 0 writes, all ranks wait); returns its folder. With sync_ref_model
+// (and not save_only_model) the reference it has drifted to goes into its ref_model/ subfolder (an HF
+// folder), which resume loads back.
 std::string save_checkpoint_step(TrainSession& s);
 // trainer.save_model(output_dir): config.json, safetensors and side files in output_dir (rank 0),
 // barriers.

@@ -10,6 +10,7 @@
 #include <torch/optim/adamw.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <random>
 #include <string>
@@ -38,18 +39,32 @@ void restore_rng(const TrainerState& st, std::mt19937_64& mt);
 
 // Writes output_dir/checkpoint-<step>. `weights` are the (fp32 master) tensors under their HF names;
 // `model_config` is written as config.json; side files are copied from `side_files_dir`. opt == nullptr
-// (save_only_model) writes the model part only. Returns the final folder.
+// (save_only_model) writes the model part only; `ref_weights` (sync_ref_model), when given with opt,
+// go into ref_model/ (safetensors + config.json). Returns the final folder.
 std::string save_checkpoint(const std::string& output_dir, const TrainerState& st,
                             const std::vector<std::pair<std::string, at::Tensor>>& weights,
                             const nlohmann::json& model_config, const std::string& side_files_dir,
                             const torch::optim::AdamW* opt,
                             const std::vector<std::pair<std::string, at::Tensor>>& opt_params,
-                            const nlohmann::json& run_config);
+                            const nlohmann::json& run_config,
+                            const std::vector<std::pair<std::string, at::Tensor>>* ref_weights = nullptr);
 
 // Reads trainer_state.json and optimizer.safetensors of `dir` into `st` and `opt` (whose parameters are
 // `opt_params`, same names and order as saved). Throws naming the file when the folder lacks them.
 void load_trainer_state(const std::string& dir, TrainerState& st, torch::optim::AdamW& opt,
                         const std::vector<std::pair<std::string, at::Tensor>>& opt_params);
+
+// The two halves of load_trainer_state, each validating what it reads and naming `path` and the field
+// in its errors (fuzzed by tests/fuzz/fuzz_trainer_state.cpp):
+//   parse_trainer_state: trainer_state.json's object -> global_step, sampler {epoch, position} (integers
+//     in [0, 2^40]), world_size (1 .. 2^20, default 1), mt_state (string), log_history (array of objects);
+//   load_optimizer_state: optimizer.safetensors' tensors -> torch_rng_state (1-D uint8) into st and each
+//     parameter's AdamW exp_avg / exp_avg_sq (floating, the parameter's shape) and step (one whole
+//     number >= 0) into opt.
+TrainerState parse_trainer_state(const nlohmann::json& j, const std::string& path);
+void load_optimizer_state(const std::map<std::string, at::Tensor>& tensors, const std::string& path,
+                          TrainerState& st, torch::optim::AdamW& opt,
+                          const std::vector<std::pair<std::string, at::Tensor>>& opt_params);
 
 // "latest" -> the highest checkpoint-<N> folder under output_dir (nullopt if none); any other value is
 // returned as is (after io::recover_dir_atomic).

@@ -32,4 +32,7 @@ RgbImage load_image_rgb(const std::string& path);
 // Same on bytes already in memory; `name_for_errors` is what error messages call the file.
 RgbImage decode_image_rgb(const uint8_t* bytes, size_t n, const std::string& name_for_errors);
 
+// Writes an RGB PNG (libpng). Errors name the path.
+void write_png(const std::string& path, const RgbImage& img);
+
 }  // namespace medr1::vision

@@ -111,3 +111,40 @@ TEST(Runner, FailingRecordBecomesErrorItem) {
   o.output_dir = fresh("wrong_count").string();
   EXPECT_THROW(run_split("S", records(2), wrong, o), medr1::Error);
 }
+
+// A record without a solution (load_split keeps it): an error item naming its file and record, counted in
+// the split's errors, never sent to the generator; the other records are scored as usual.
+TEST(Runner, RecordWithoutSolutionIsAnErrorItemAndNotGenerated) {
+  SplitRunOptions o;
+  o.output_dir = fresh("no_solution").string();
+  o.batch_size = 2;
+  o.show_progress = false;
+  std::vector<Record> recs = records(4);
+  recs[1].solution.reset();
+  recs[1].source_file = "Splits/modality/test/CT_test.json";
+  recs[1].file_index = 1;
+  std::vector<int64_t> seen;
+  auto gen = [&](const std::vector<const Record*>& b) {
+    for (const auto* r : b) seen.push_back(r->index);
+    return say_a(b);
+  };
+  auto res = run_split("S", recs, gen, o);
+  EXPECT_EQ(seen, (std::vector<int64_t>{100, 102, 103}));
+  EXPECT_EQ(res.metrics.num_samples, 4);
+  EXPECT_EQ(res.metrics.num_errors, 1);
+  EXPECT_EQ(res.metrics.num_correct, 1);  // record 100 (A)
+  bool found = false;
+  for (const auto& item : res.metrics.results)
+    if (item.index == 101) {
+      found = true;
+      EXPECT_EQ(item.error.value_or(""), "Splits/modality/test/CT_test.json: record 1: no \"solution\": cannot be scored");
+    }
+  EXPECT_TRUE(found);
+  // resume: nothing regenerated, the error item stays one line
+  seen.clear();
+  o.resume = true;
+  auto again = run_split("S", recs, gen, o);
+  EXPECT_TRUE(seen.empty());
+  EXPECT_EQ(again.metrics.num_samples, 4);
+  EXPECT_EQ(again.metrics.num_errors, 1);
+}

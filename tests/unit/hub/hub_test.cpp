@@ -311,6 +311,52 @@ TEST(HubFormat, BytesRateAndEta) {
   EXPECT_EQ(format_transfer(0, 10, 0, 1, 0), "0/1 files 0 B/10 B 0.0% -- B/s ETA --");
 }
 
+// The listing parser (also fuzzed: tests/fuzz/fuzz_hub.cpp): sizes from lfs over the pointer size, etags
+// from lfs.sha256 over blobId; unsafe, repeated or negative-sized entries refused naming the entry.
+TEST(HubListing, ParsesTheHubsJsonAndRefusesWhatWouldEscapeOrCollide) {
+  const std::string ok =
+      R"({"sha":"c0ffee","siblings":[{"rfilename":"config.json","blobId":"b1","size":12},)"
+      R"({"rfilename":"w/model.safetensors","blobId":"b2","size":135,"lfs":{"sha256":"s256","size":4000}}]})";
+  const RepoListing l = parse_repo_listing(ok, "u");
+  EXPECT_EQ(l.commit, "c0ffee");
+  ASSERT_EQ(l.files.size(), 2u);
+  EXPECT_EQ(l.files[0].etag, "b1");
+  EXPECT_EQ(l.files[0].size, 12);
+  EXPECT_EQ(l.files[1].etag, "s256");
+  EXPECT_EQ(l.files[1].size, 4000);
+  auto refused = [](const std::string& body) {
+    try {
+      parse_repo_listing(body, "http://hub/api/models/x");
+    } catch (const HubError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  auto one = [](const std::string& sibling) { return R"({"sha":"a","siblings":[)" + sibling + "]}"; };
+  for (const char* bad : {"../x", "/etc/passwd", "a/../../b", "a//b", "a/", "./a", "a\\\\b", ""})  // a\\b: JSON for a backslash
+    EXPECT_NE(refused(one(std::string(R"({"rfilename":")") + bad + R"("})")).find("unsafe file name"),
+              std::string::npos)
+        << bad;
+  EXPECT_NE(refused(one(R"({"rfilename":"a"},{"rfilename":"a"})")).find("siblings[1].rfilename: 'a' is listed twice"),
+            std::string::npos);
+  EXPECT_NE(refused(one(R"({"rfilename":"a","size":-5})")).find("siblings[0].size: -5 is not a file size"),
+            std::string::npos);
+  EXPECT_NE(refused(one(R"({"rfilename":"a","lfs":{"size":18446744073709551615}})")).find("lfs.size"),
+            std::string::npos);
+  EXPECT_NE(refused("<html>").find("malformed JSON"), std::string::npos);
+  EXPECT_NE(refused(R"({"siblings":[]})").find("no string field 'sha'"), std::string::npos);
+  EXPECT_NE(refused(R"({"sha":"a"})").find("no array field 'siblings'"), std::string::npos);
+  // .metadata files: three lines, a finite timestamp; anything else means "download again"
+  const auto m = parse_meta("c0ffee\n s256 \n1764680000.5\n");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->commit, "c0ffee");
+  EXPECT_EQ(m->etag, "s256");
+  EXPECT_DOUBLE_EQ(m->timestamp, 1764680000.5);
+  EXPECT_FALSE(parse_meta("c0ffee\ns256\n").has_value());
+  EXPECT_FALSE(parse_meta("c0ffee\ns256\nnot a time\n").has_value());
+  EXPECT_FALSE(parse_meta("c0ffee\ns256\nnan\n").has_value());
+}
+
 TEST(HubHttp, UrlHelpers) {
   EXPECT_EQ(resolve_url("http://127.0.0.1:8/a/b/c?x=1", "/d/e"), "http://127.0.0.1:8/d/e");
   EXPECT_EQ(resolve_url("http://127.0.0.1:8/a/b/c", "d"), "http://127.0.0.1:8/a/b/d");

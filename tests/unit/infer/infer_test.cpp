@@ -60,6 +60,42 @@ std::vector<json> read_lines(const fs::path& p) {
   return v;
 }
 
+// fork + exec of medr1-infer over `in` -> `out` on the tiny model (batch 1, one thread, quiet);
+// stderr into `stderr_log` when given.
+pid_t spawn_infer(const fs::path& in, const std::string& out, int max_new_tokens,
+                  const fs::path& stderr_log = {}) {
+  const std::string exe = std::string(MEDR1_BINARY_DIR) + "/medr1-infer";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    std::vector<std::string> args{exe,
+                                  "--input",
+                                  in.string(),
+                                  "--output",
+                                  out,
+                                  "--dataset-root",
+                                  kSrc + "/data/demo",
+                                  "--model",
+                                  kTiny,
+                                  "--batch-size",
+                                  "1",
+                                  "--max-new-tokens",
+                                  std::to_string(max_new_tokens),
+                                  "--threads",
+                                  "1",
+                                  "--quiet"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (!stderr_log.empty()) {
+      const int fd = ::open(stderr_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 2);
+    }
+    ::execv(exe.c_str(), argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
 medr1::infer::InferOptions base_opts(const fs::path& in, const fs::path& out) {
   medr1::infer::InferOptions o;
   o.input = in.string();
@@ -133,8 +169,9 @@ TEST(Infer, BatchedOutputsEqualUnbatched) {
 
 TEST(Infer, RejectsBadOptions) {
   medr1::infer::InferOptions o;
-  o.input = "x.json";
-  o.output = "y.jsonl";
+  const fs::path d = temp_dir("badopts");
+  o.input = (d / "x.json").string();
+  o.output = (d / "y.jsonl").string();
   o.model_dir = kTiny;
   o.device = "cuda:0";
 #ifndef MEDR1_CUDA
@@ -144,6 +181,8 @@ TEST(Infer, RejectsBadOptions) {
   o.template_name = "custom";
   o.custom_template = "no placeholder";
   EXPECT_THROW(medr1::infer::run_inference(o), std::exception);
+  EXPECT_FALSE(fs::exists(d / "y.jsonl.lock")) << "a refused command line must not lock its output";
+  fs::remove_all(d);
 }
 
 TEST(Infer, ResumeAfterKillLosesNothingAndDuplicatesNothing) {
@@ -154,33 +193,7 @@ TEST(Infer, ResumeAfterKillLosesNothingAndDuplicatesNothing) {
   const size_t n = 12;
   { std::ofstream(d / "in.json") << demo_records(n).dump(); }
   const std::string out = (d / "out.jsonl").string();
-  auto spawn = [&]() {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      std::vector<std::string> args{exe,
-                                    "--input",
-                                    (d / "in.json").string(),
-                                    "--output",
-                                    out,
-                                    "--dataset-root",
-                                    kSrc + "/data/demo",
-                                    "--model",
-                                    kTiny,
-                                    "--batch-size",
-                                    "1",
-                                    "--max-new-tokens",
-                                    "16",
-                                    "--threads",
-                                    "1",
-                                    "--quiet"};
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(exe.c_str(), argv.data());
-      ::_exit(127);
-    }
-    return pid;
-  };
+  auto spawn = [&]() { return spawn_infer(d / "in.json", out, 16); };
   pid_t pid = spawn();
   ASSERT_GT(pid, 0);
   // Kill once a few lines are there (or the run ended on its own).
@@ -225,35 +238,7 @@ TEST(Infer, SecondProcessOnTheSameOutputIsRefusedNamingTheFirst) {
   const size_t n = 8;
   { std::ofstream(d / "in.json") << demo_records(n).dump(); }
   const std::string out = (d / "out.jsonl").string();
-  auto spawn = [&](const fs::path& log) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      std::vector<std::string> args{exe,
-                                    "--input",
-                                    (d / "in.json").string(),
-                                    "--output",
-                                    out,
-                                    "--dataset-root",
-                                    kSrc + "/data/demo",
-                                    "--model",
-                                    kTiny,
-                                    "--batch-size",
-                                    "1",
-                                    "--max-new-tokens",
-                                    "24",
-                                    "--threads",
-                                    "1",
-                                    "--quiet"};
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 2);
-      ::execv(exe.c_str(), argv.data());
-      ::_exit(127);
-    }
-    return pid;
-  };
+  auto spawn = [&](const fs::path& log) { return spawn_infer(d / "in.json", out, 24, log); };
   auto read_all = [](const fs::path& p) {
     std::ifstream f(p);
     return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());

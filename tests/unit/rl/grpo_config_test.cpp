@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <functional>
 #include <fstream>
@@ -191,6 +192,96 @@ TEST(GrpoConfig, ValidateCrossFieldRules) {
   sft.num_generations = 1;  // G is a GRPO rule only
   EXPECT_NO_THROW(sft.validate());
   EXPECT_EQ(runnable().global_completion_batch(2), 2 * 1 * 2 * 4);
+}
+
+TEST(GrpoConfig, TopEntropyQuantile) {
+  // TRL's default 1.0 (every token); JSON, --set and the CLI flag; [0, 1] enforced naming the field
+  EXPECT_EQ(GRPOConfig{}.top_entropy_quantile, 1.0);
+  EXPECT_EQ(to_json(GRPOConfig{})["top_entropy_quantile"], 1.0);
+  EXPECT_EQ(grpo_config_from_json(nlohmann::json{{"top_entropy_quantile", 0.2}}, "x.json").top_entropy_quantile,
+            0.2);
+  GRPOConfig s;
+  apply_set(s, "top_entropy_quantile=0.5");
+  EXPECT_EQ(s.top_entropy_quantile, 0.5);
+  CLI::App app("test");
+  GrpoCli cli;
+  add_grpo_config_options(app, cli);
+  std::vector<std::string> args = {"prog", "--output_dir", "o", "--model_name_or_path", "m",
+                                   "--top_entropy_quantile", "0.2"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  app.parse(static_cast<int>(argv.size()), argv.data());
+  EXPECT_EQ(resolve_grpo_config(cli).top_entropy_quantile, 0.2);
+  for (double ok : {0.0, 0.2, 1.0}) {
+    GRPOConfig v = runnable();
+    v.top_entropy_quantile = ok;
+    EXPECT_NO_THROW(v.validate()) << ok;
+  }
+  for (double bad : {-0.1, 1.01, std::nan("")}) {
+    GRPOConfig v = runnable();
+    v.top_entropy_quantile = bad;
+    EXPECT_NE(error_of([&] { v.validate(); }).find("top_entropy_quantile: must be in [0, 1]"), std::string::npos)
+        << bad;
+  }
+}
+
+TEST(GrpoConfig, ImportanceSamplingLevelAndDelta) {
+  // Defaults: TRL's ("token", None), dumped as such
+  GRPOConfig d;
+  EXPECT_EQ(d.importance_sampling_level, "token");
+  EXPECT_FALSE(d.delta.has_value());
+  EXPECT_EQ(to_json(d)["importance_sampling_level"], "token");
+  EXPECT_TRUE(to_json(d)["delta"].is_null());
+  // JSON
+  const nlohmann::json j = {{"importance_sampling_level", "sequence"}, {"delta", 1.5}};
+  GRPOConfig c = grpo_config_from_json(j, "x.json");
+  EXPECT_EQ(c.importance_sampling_level, "sequence");
+  EXPECT_EQ(c.delta, std::optional<double>(1.5));
+  EXPECT_FALSE(
+      grpo_config_from_json(nlohmann::json{{"delta", nullptr}}, "x.json").delta.has_value());
+  EXPECT_NE(error_of([] {
+              grpo_config_from_json(nlohmann::json{{"delta", "big"}}, "x.json");
+            }).find("delta"),
+            std::string::npos);
+  // --set and CLI flags
+  GRPOConfig s;
+  apply_set(s, "delta=2");
+  EXPECT_EQ(s.delta, std::optional<double>(2.0));
+  apply_set(s, "delta=none");
+  EXPECT_FALSE(s.delta.has_value());
+  CLI::App app("test");
+  GrpoCli cli;
+  add_grpo_config_options(app, cli);
+  std::vector<std::string> args = {
+      "prog",     "--output_dir", "o", "--model_name_or_path", "m", "--importance_sampling_level",
+      "sequence", "--delta",      "4"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  app.parse(static_cast<int>(argv.size()), argv.data());
+  GRPOConfig f = resolve_grpo_config(cli);
+  EXPECT_EQ(f.importance_sampling_level, "sequence");
+  EXPECT_EQ(f.delta, std::optional<double>(4.0));
+  EXPECT_NO_THROW(f.validate());
+  // validate: bad values are refused naming the field
+  auto error_with = [](auto mutate) {
+    GRPOConfig v = runnable();
+    mutate(v);
+    return error_of([&] { v.validate(); });
+  };
+  std::string e = error_with([](GRPOConfig& v) { v.importance_sampling_level = "sentence"; });
+  EXPECT_NE(e.find("importance_sampling_level"), std::string::npos) << e;
+  EXPECT_NE(e.find("sentence"), std::string::npos) << e;
+  for (double bad : {1.0, 0.5, -2.0, std::nan(""), HUGE_VAL}) {
+    e = error_with([&](GRPOConfig& v) { v.delta = bad; });
+    EXPECT_NE(e.find("delta: must be > 1"), std::string::npos) << bad << ": " << e;
+  }
+  // TRL only recommends delta > 1 + epsilon_high: 1.1 is accepted (with a warning)
+  EXPECT_EQ(error_with([](GRPOConfig& v) { v.delta = 1.1; }), "<no error>");
+  EXPECT_EQ(error_with([](GRPOConfig& v) {
+              v.importance_sampling_level = "sequence";
+              v.loss_type = "bnpo";  // TRL warns, accepts
+            }),
+            "<no error>");
 }
 
 TEST(GrpoConfig, FieldListDrivesHelp) {

@@ -86,6 +86,52 @@ TEST(GrpoTrainerOptions, GradientCheckpointingGivesTheSameUpdateOnExplicitCpu) {
   fs::remove_all(root);
 }
 
+// top_entropy_quantile (TRL): same rollouts as the full-token run (the mask acts in the loss only), a
+// different update, the micro-batch entropy logged (0 < H <= log V), and the full run logs no entropy.
+TEST(GrpoTrainerOptions, TopEntropyQuantileMasksTheLossNotTheRollout) {
+  const auto root = test::make_temp_dir("grpo_top_entropy");
+  const std::string model = test::make_tiny_model_dir(root);
+  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/tokenizer_fixtures.sh)";
+  GRPOConfig a = test::tiny_run_config(model, test::make_demo_slice(root, 2), root / "all");
+  a.max_steps = 2;
+  a.num_generations = 4;
+  a.max_completion_length = 6;
+  a.beta = 0.0;  // the policy term only: the mask decides which tokens move the weights
+  a.learning_rate = 1e-2;
+  GRPOConfig b = a;
+  b.output_dir = (root / "top").string();
+  b.top_entropy_quantile = 0.2;
+  RewardRegistry reg = test::toy_registry();
+  TrainResult ra = train(a, quiet_hooks(&reg)), rb = train(b, quiet_hooks(&reg));
+  ASSERT_EQ(ra.log_history.size(), 2u);
+  ASSERT_EQ(rb.log_history.size(), 2u);
+  const auto& la = ra.log_history[0];
+  const auto& lb = rb.log_history[0];
+  // step 1: the same rollouts (same weights, same seeds); the losses differ once advantages do
+  EXPECT_EQ(la["reward"].get<double>(), lb["reward"].get<double>());
+  EXPECT_EQ(la["completion_length"].get<double>(), lb["completion_length"].get<double>());
+  EXPECT_FALSE(la.contains("entropy"));
+  ASSERT_TRUE(lb.contains("entropy"));
+  const double vocab = static_cast<double>(weights_of(model).at("model.embed_tokens.weight").size(0));
+  double grad = 0;
+  for (size_t k = 0; k < 2; ++k) {
+    const double h = rb.log_history[k]["entropy"].get<double>();
+    EXPECT_GT(h, 0.0);
+    EXPECT_LE(h, std::log(vocab) + 1e-6);
+    grad += ra.log_history[k]["grad_norm"].get<double>();
+  }
+  ASSERT_GT(grad, 0.0) << "no step had a non-zero advantage: the comparison below would prove nothing";
+  const Weights w0 = weights_of(model), wa = weights_of(a.output_dir), wb = weights_of(b.output_dir);
+  const double d = rel_diff(wb, wa, w0, w0);
+  std::printf("top_entropy_quantile 0.2: entropy %.4f / %.4f nats (log V = %.4f), loss %.6g / %.6g vs all tokens "
+              "%.6g / %.6g, update rel diff %.3g\n",
+              rb.log_history[0]["entropy"].get<double>(), rb.log_history[1]["entropy"].get<double>(), std::log(vocab),
+              rb.log_history[0]["loss"].get<double>(), rb.log_history[1]["loss"].get<double>(),
+              ra.log_history[0]["loss"].get<double>(), ra.log_history[1]["loss"].get<double>(), d);
+  EXPECT_GT(d, 1e-3);
+  fs::remove_all(root);
+}
+
 TEST(GrpoTrainerOptions, CudaDeviceWithoutCudaIsAClearError) {
   if (medr1::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is visible";
   const auto root = test::make_temp_dir("grpo_dev");
@@ -280,6 +326,89 @@ TEST(GrpoTrainerOptions, ResumeAfterAnEpochTailStepMatchesTheUninterruptedRun) {
   EXPECT_DOUBLE_EQ(a.log_history[1]["epoch"].get<double>(), 1.0);  // step 2 = the 1-prompt tail of epoch 0
   EXPECT_DOUBLE_EQ(a.log_history[3]["epoch"].get<double>(), 2.0);
   EXPECT_NE(a.log_history[1]["loss"].get<double>(), a.log_history[3]["loss"].get<double>());
+  fs::remove_all(root);
+}
+
+// sync_ref_model (TRL SyncRefModelCallback): alpha 1 every step makes the reference the policy of the
+// step before, so the KL of the next rollout's logps (taken before that step's update) is ~0;
+// without sync it is not. alpha 0.5 every 2 steps resumes from checkpoint-2 (ref_model/ saved) to the
+// same step-4 losses, KLs and weights as the uninterrupted run.
+TEST(GrpoTrainerOptions, SyncRefModelMixesThePolicyIntoTheReferenceAndResumesExactly) {
+  const auto root = test::make_temp_dir("grpo_sync_ref");
+  const std::string model = test::make_tiny_model_dir(root);
+  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing (scripts/tokenizer_fixtures.sh)";
+  GRPOConfig base = test::tiny_run_config(model, test::make_demo_slice(root, 2), root / "plain");
+  base.max_steps = 2;
+  base.num_generations = 4;
+  base.max_completion_length = 6;
+  base.beta = 0.04;
+  base.learning_rate = 1e-2;
+  GRPOConfig synced = base;
+  synced.output_dir = (root / "synced").string();
+  synced.sync_ref_model = true;
+  synced.ref_model_mixup_alpha = 1.0;
+  synced.ref_model_sync_steps = 1;
+  RewardRegistry reg = test::toy_registry();
+  TrainResult rp = train(base, quiet_hooks(&reg)), rs = train(synced, quiet_hooks(&reg));
+  ASSERT_EQ(rp.log_history.size(), 2u);
+  ASSERT_EQ(rs.log_history.size(), 2u);
+  // step 1: the reference is still the start (KL 0 for both: one iteration, logps = ref logps)
+  EXPECT_EQ(rp.log_history[0]["kl"].get<double>(), rs.log_history[0]["kl"].get<double>());
+  std::printf("sync_ref_model alpha 1: step-2 kl %.3g (plain run %.3g)\n", rs.log_history[1]["kl"].get<double>(),
+              rp.log_history[1]["kl"].get<double>());
+  // "0" = the floor of step 1, where policy and reference hold the same weights (the no-grad reference
+  // forward may take other kernels than the training forward, so not necessarily 0 in every bit)
+  const double floor = std::max(1e-9, 10 * rs.log_history[0]["kl"].get<double>());
+  EXPECT_LE(rs.log_history[1]["kl"].get<double>(), floor);
+  EXPECT_GT(rp.log_history[1]["kl"].get<double>(), 100 * floor);
+
+  GRPOConfig full = base;
+  full.output_dir = (root / "full").string();
+  full.max_steps = 4;
+  full.save_steps = 2;
+  full.sync_ref_model = true;
+  full.ref_model_mixup_alpha = 0.5;
+  full.ref_model_sync_steps = 2;
+  GRPOConfig resumed = full;
+  resumed.output_dir = (root / "resumed").string();
+  resumed.resume = (root / "full" / "checkpoint-2").string();
+  TrainResult a = train(full, quiet_hooks(&reg));
+  ASSERT_TRUE(fs::exists(root / "full" / "checkpoint-2" / "ref_model" / "config.json"));
+  // the saved reference is the mix: 0.5 * start + 0.5 * policy after step 2
+  {
+    const Weights w0 = weights_of(model), w2 = weights_of((root / "full" / "checkpoint-2").string());
+    const Weights r2 = weights_of((root / "full" / "checkpoint-2" / "ref_model").string());
+    double worst = 0;
+    for (const auto& [n, t] : r2)
+      worst = std::max(worst, (t.to(at::kDouble) - 0.5 * (w0.at(n).to(at::kDouble) + w2.at(n).to(at::kDouble)))
+                                  .abs()
+                                  .max()
+                                  .item<double>());
+    EXPECT_LT(worst, 1e-6);
+  }
+  TrainResult b = train(resumed, quiet_hooks(&reg));
+  ASSERT_EQ(a.log_history.size(), 4u);
+  ASSERT_EQ(b.log_history.size(), 4u);
+  for (size_t i = 0; i < 4; ++i)
+    for (const char* k : {"loss", "kl", "reward"})
+      EXPECT_EQ(a.log_history[i][k].get<double>(), b.log_history[i][k].get<double>()) << k << " step " << i + 1;
+  const Weights wa = weights_of(full.output_dir), wb = weights_of(resumed.output_dir);
+  for (const auto& [n, t] : wa) EXPECT_TRUE(at::equal(t, wb.at(n))) << n;
+  // resuming a run that has mixed, from a checkpoint saved without sync_ref_model, is refused
+  GRPOConfig lost = full;
+  lost.output_dir = (root / "lost").string();
+  lost.sync_ref_model = false;
+  lost.max_steps = 2;
+  train(lost, quiet_hooks(&reg));
+  GRPOConfig bad = full;
+  bad.output_dir = (root / "bad").string();
+  bad.resume = (root / "lost" / "checkpoint-2").string();
+  try {
+    train(bad, quiet_hooks(&reg));
+    ADD_FAILURE() << "resume without ref_model/ accepted";
+  } catch (const medr1::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has no ref_model/ folder"), std::string::npos) << e.what();
+  }
   fs::remove_all(root);
 }
 

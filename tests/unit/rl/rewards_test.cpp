@@ -156,3 +156,51 @@ TEST(RewardRegistry, PluggableNaNAndErrors) {
 
 }  // namespace
 }  // namespace medr1::rl
+
+namespace medr1::rl {
+namespace {
+
+// DAPO eq. 13 / TRL get_soft_overlong_punishment, at and around each boundary (TRL's docstring example:
+// L_max 100, L_cache 20, 90 tokens -> -0.5).
+TEST(SoftOverlongPunishment, FormulaAndBoundaries) {
+  EXPECT_DOUBLE_EQ(soft_overlong_punishment(90, 100, 20), -0.5);
+  EXPECT_DOUBLE_EQ(soft_overlong_punishment(0, 100, 20), 0.0);
+  EXPECT_DOUBLE_EQ(soft_overlong_punishment(80, 100, 20), 0.0);
+  EXPECT_DOUBLE_EQ(soft_overlong_punishment(81, 100, 20), -0.05);
+  EXPECT_DOUBLE_EQ(soft_overlong_punishment(100, 100, 20), -1.0);
+  EXPECT_DOUBLE_EQ(soft_overlong_punishment(101, 100, 20), -1.0);
+  // L_cache 0: no linear band, -1 only above L_max (no division by zero).
+  EXPECT_DOUBLE_EQ(soft_overlong_punishment(100, 100, 0), 0.0);
+  EXPECT_DOUBLE_EQ(soft_overlong_punishment(101, 100, 0), -1.0);
+  // L_cache = L_max: the whole range is the band.
+  EXPECT_DOUBLE_EQ(soft_overlong_punishment(3, 4, 4), -0.75);
+  EXPECT_THROW(soft_overlong_punishment(1, 100, 101), Error);
+  EXPECT_THROW(soft_overlong_punishment(1, 0, 0), Error);
+  EXPECT_THROW(soft_overlong_punishment(1, 100, -1), Error);
+}
+
+TEST(SoftOverlongPunishment, RegisteredAndNeedsLengths) {
+  const std::vector<std::string> c{"a", "b", "c"}, sol{"x", "y", "z"};
+  const std::vector<int64_t> len{10, 90, 120};
+  RewardInputs in{c, sol, PromptMode::nothink};
+  EXPECT_THROW(compute_rewards(in, {"soft_overlong_punishment"}), Error);  // no lengths
+  in.completion_lengths = &len;
+  in.soft_punish_max_completion_len = 100;
+  in.soft_punish_cache = 20;
+  const RewardResult r = compute_rewards(in, {"soft_overlong_punishment"});
+  ASSERT_EQ(r.total.size(), 3u);
+  EXPECT_DOUBLE_EQ(r.total[0], 0.0);
+  EXPECT_DOUBLE_EQ(r.total[1], -0.5);
+  EXPECT_DOUBLE_EQ(r.total[2], -1.0);
+  const std::vector<int64_t> short_len{1};
+  in.completion_lengths = &short_len;
+  try {
+    compute_rewards(in, {"soft_overlong_punishment"});
+    ADD_FAILURE() << "a length count that is not the completion count must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("token lengths"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace medr1::rl

@@ -143,6 +143,16 @@ TEST(TrainLogger, PlotSetOfAGrpoAndAnSftRun) {
                         "grad_norm.svg", "learning_rate.svg", "index.html"})
     EXPECT_TRUE(fs::exists(root / "g" / "plots" / f)) << f;
   EXPECT_EQ(files.size(), 10u);
+  // Reward names that are no file names (external:<command>): one safe file each, clashes numbered.
+  std::vector<nlohmann::json> ext;
+  for (int s = 1; s <= 3; ++s)
+    ext.push_back({{"step", s},
+                   {"rewards/external:python3 scripts/r.py --x=1", 0.5},
+                   {"rewards/external:python3 scripts/r.py --x?1", 0.25},
+                   {"reward", 0.75}});
+  write_training_plots((root / "e").string(), ext, "");
+  EXPECT_TRUE(fs::exists(root / "e" / "plots" / "rewards_external_python3_scripts_r.py_--x_1.svg"));
+  EXPECT_TRUE(fs::exists(root / "e" / "plots" / "rewards_external_python3_scripts_r.py_--x_1_2.svg"));
   std::ifstream f(root / "g" / "plots" / "rewards_and_lengths.svg");
   std::stringstream ss;
   ss << f.rdbuf();

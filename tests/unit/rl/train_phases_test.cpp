@@ -51,6 +51,32 @@ TEST(TrainPhases, PlanStepsFollowsTheHfTrainer) {
   EXPECT_EQ(plan_steps(sft, 10).steps_per_epoch, 1);
 }
 
+// TRL SyncRefModelCallback: target.mul_(1 - alpha).add_(copy, alpha=alpha), in the target's dtype.
+TEST(TrainPhases, MixIntoReferenceIsTrlsTrDpoUpdate) {
+  NamedTensors ref = {{"a", at::tensor({1.0, 2.0}, at::kDouble)}, {"b", at::tensor({-4.0}, at::kDouble)}};
+  const NamedTensors pol = {{"a", at::tensor({3.0, 6.0}, at::kDouble)}, {"b", at::tensor({4.0}, at::kFloat)}};
+  mix_into_reference(ref, pol, 0.25);
+  EXPECT_TRUE(at::equal(ref[0].second, at::tensor({1.5, 3.0}, at::kDouble))) << ref[0].second;
+  EXPECT_TRUE(at::equal(ref[1].second, at::tensor({-2.0}, at::kDouble))) << ref[1].second;
+  EXPECT_EQ(ref[1].second.scalar_type(), at::kDouble);  // the reference keeps its dtype
+  // alpha 1: the reference becomes the policy; alpha 0: unchanged
+  mix_into_reference(ref, pol, 0.0);
+  EXPECT_TRUE(at::equal(ref[0].second, at::tensor({1.5, 3.0}, at::kDouble)));
+  mix_into_reference(ref, pol, 1.0);
+  EXPECT_TRUE(at::equal(ref[0].second, pol[0].second));
+  // bf16 reference: the same two in-place ops as torch in bf16
+  at::Tensor rb = at::tensor({0.3, -1.7}, at::kFloat).to(at::kBFloat16);
+  at::Tensor want = rb.clone().mul_(0.4).add_(at::tensor({2.2, 0.9}, at::kFloat).to(at::kBFloat16), 0.6);
+  NamedTensors refb = {{"w", rb}};
+  mix_into_reference(refb, {{"w", at::tensor({2.2, 0.9}, at::kFloat)}}, 0.6);
+  EXPECT_TRUE(at::equal(refb[0].second, want));
+  // mismatched lists are refused naming the parameter
+  NamedTensors short_ref = {{"a", at::zeros({2}, at::kDouble)}};
+  EXPECT_THROW(mix_into_reference(short_ref, pol, 0.5), medr1::Error);
+  NamedTensors wrong = {{"a", at::zeros({3}, at::kDouble)}, {"b", at::zeros({1}, at::kDouble)}};
+  EXPECT_THROW(mix_into_reference(wrong, pol, 0.5), medr1::Error);
+}
+
 TEST(TrainPhases, RescaleSamplerForWorld) {
   using S = dist::SamplerState;
   EXPECT_EQ(rescale_sampler_for_world(S{1, 3}, 2, 2, 10, "ck"), (S{1, 3}));  // same world: as saved

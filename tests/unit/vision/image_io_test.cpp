@@ -150,16 +150,18 @@ TEST(ImageDecode, BmpHugeHeaderRefusedBeforeDecoding) {
   EXPECT_EQ(decode_image_rgb(bmp24_header(30, 20, 19 * 92 + 90).data(), 54 + 19 * 92 + 90, "ok.bmp").width, 30);
 }
 
-// Hand-made GIF: 3x2 logical screen, a 2x2 frame at x = 1 holding indices 0,1 / 2,3, transparent index 2.
-// Pillow fills the canvas with the transparent index, writes every frame index (the transparent one too) and
-// maps indices through the palette: column 0 gets palette[2], the frame its own colours.
-TEST(ImageDecode, GifCanvasTransparencyAndPalette) {
-  std::vector<uint8_t> g = {'G', 'I', 'F', '8', '9', 'a', 3, 0, 2, 0, 0x81, 0, 0};  // GCT of 4 entries
-  const uint8_t pal[12] = {10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120};
-  g.insert(g.end(), pal, pal + 12);
+// Hand-made GIF: 3x2 logical screen, a 2x2 frame at x = 1 holding indices 0,1 / 2,3, transparent index 2; with
+// a global palette of 4 entries or none. `lzw_at` gets the offset of the LZW sub-blocks.
+std::vector<uint8_t> hand_gif(bool global_palette, size_t* lzw_at) {
+  std::vector<uint8_t> g = {'G', 'I', 'F', '8', '9', 'a', 3, 0, 2, 0, static_cast<uint8_t>(global_palette ? 0x81 : 0),
+                            0, 0};
+  if (global_palette) {
+    const uint8_t pal[12] = {10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120};
+    g.insert(g.end(), pal, pal + 12);
+  }
   const uint8_t gce[8] = {0x21, 0xF9, 4, 0x01, 0, 0, 2, 0};  // transparency flag, index 2
   g.insert(g.end(), gce, gce + 8);
-  const uint8_t desc[10] = {0x2C, 1, 0, 0, 0, 2, 0, 2, 0, 0};
+  const uint8_t desc[10] = {0x2C, 1, 0, 0, 0, 2, 0, 2, 0, 0};  // no local palette
   g.insert(g.end(), desc, desc + 10);
   // LZW, min code size 2: clear(4), literals 0 1 2 3 (3-bit codes; the table reaches 8 entries after the
   // third literal so the fourth literal and the end code (5) are 4-bit), packed LSB first.
@@ -177,12 +179,20 @@ TEST(ImageDecode, GifCanvasTransparencyAndPalette) {
     }
   }
   if (nbits > 0) data.push_back(static_cast<uint8_t>(acc));
-  const size_t lzw_at = g.size();
+  *lzw_at = g.size();
   g.push_back(2);
   g.push_back(static_cast<uint8_t>(data.size()));
   g.insert(g.end(), data.begin(), data.end());
   g.push_back(0);
   g.push_back(0x3B);
+  return g;
+}
+
+// Pillow fills the canvas with the transparent index, writes every frame index (the transparent one too) and
+// maps indices through the palette: column 0 gets palette[2], the frame its own colours.
+TEST(ImageDecode, GifCanvasTransparencyAndPalette) {
+  size_t lzw_at = 0;
+  const std::vector<uint8_t> g = hand_gif(true, &lzw_at);
   RgbImage img = decode_image_rgb(g.data(), g.size(), "hand.gif");
   ASSERT_EQ(img.width, 3);
   ASSERT_EQ(img.height, 2);
@@ -193,6 +203,19 @@ TEST(ImageDecode, GifCanvasTransparencyAndPalette) {
   // and the file is refused as truncated.
   std::vector<uint8_t> cut(g.begin(), g.begin() + static_cast<std::ptrdiff_t>(lzw_at + 3));
   expect_refused(cut, "cut.gif");
+}
+
+// Neither a global nor a local palette (fuzz_image found the decoder copying from the empty palette, undefined
+// under UBSan): Pillow opens it as mode L, so convert("RGB") gives each index as grey.
+TEST(ImageDecode, GifWithoutAnyPaletteIsGrey) {
+  size_t lzw_at = 0;
+  const std::vector<uint8_t> g = hand_gif(false, &lzw_at);
+  RgbImage img = decode_image_rgb(g.data(), g.size(), "nopalette.gif");
+  ASSERT_EQ(img.width, 3);
+  ASSERT_EQ(img.height, 2);
+  const std::vector<uint8_t> expect = {2, 2, 2, 0, 0, 0, 1, 1, 1,   // row 0: fill(2), idx 0, idx 1
+                                       2, 2, 2, 2, 2, 2, 3, 3, 3};  // row 1: fill(2), idx 2, idx 3
+  EXPECT_EQ(img.data, expect);
 }
 
 TEST(ResizeBicubic, SameSizeIsExactCopyAndOneAxisPass) {
