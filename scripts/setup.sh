@@ -5,6 +5,8 @@
 #   - makes the project-local virtual environment .venv with the pinned scripts/requirements.txt: the PyTorch
 #     2.12.1 wheel (its LibTorch, CUDA 13.0 build, is the CMake prefix of every build) and Hugging Face's
 #     `tokenizers` (the differential tokenizer test's reference). Never a system-wide pip install;
+#   - makes .venv-peer (scripts/requirements-peer.txt: transformers 4.49 + peft 0.14 over .venv's torch), the
+#     reference of the LoRA adapter test;
 #   - unpacks the vendored tokenizer fixtures (scripts/tokenizer_fixtures.sh);
 #   - configures and builds (Release, Ninja, ccache);
 #   - warm-starts the bundled demo checkpoint models/demo-tiny (once).
@@ -50,6 +52,22 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want_md5"
   echo "$want_md5" > "$stamp"
 fi
 PY="$VENV/bin/python"
+# The peer environment: transformers 4.49 + peft 0.14 (scripts/requirements-peer.txt) over .venv's torch.
+PEER="${MEDR1_PEER_VENV:-.venv-peer}"
+PREQ=scripts/requirements-peer.txt
+peer_stamp="$PEER/.medr1-requirements.md5"
+peer_md5=$(cat "$REQ" "$PREQ" | md5sum | cut -d' ' -f1)
+if [ ! -x "$PEER/bin/python" ] || [ "$(cat "$peer_stamp" 2>/dev/null)" != "$peer_md5" ]; then
+  echo "[setup] peer environment $PEER from $PREQ"
+  rm -rf "$PEER"
+  python3 -m venv "$PEER"
+  main_site=$("$PY" -c 'import site; print(site.getsitepackages()[0])')
+  peer_site=$("$PEER/bin/python" -c 'import site; print(site.getsitepackages()[0])')
+  echo "$(cd "$main_site" && pwd)" > "$peer_site/zz-medr1-main-venv.pth"
+  "$PEER/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$PREQ"
+  "$PEER/bin/python" -c 'import transformers, peft, torch' || { echo "[setup] $PEER: transformers / peft do not import" >&2; exit 1; }
+  echo "$peer_md5" > "$peer_stamp"
+fi
 TORCH_PREFIX=$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 stage "virtual environment ready: torch $("$PY" -c 'import torch; print(torch.__version__)') at $TORCH_PREFIX"
 

@@ -69,8 +69,11 @@ at::Tensor Qwen2MLPImpl::forward(const at::Tensor& x) {
   // otherwise.
   std::vector<at::Tensor> gu =
       ops::linear_group(x, {gate_proj->weight, up_proj->weight}, {gate_proj->bias, up_proj->bias});
+  if (gate_proj_lora) gu[0] = gate_proj_lora->apply(gu[0], x);
+  if (up_proj_lora) gu[1] = up_proj_lora->apply(gu[1], x);
   at::Tensor h = silu_mul(gu[0], gu[1]);
-  return ops::linear(h, down_proj->weight, down_proj->bias);
+  at::Tensor y = ops::linear(h, down_proj->weight, down_proj->bias);
+  return down_proj_lora ? down_proj_lora->apply(y, h) : y;
 }
 
 Qwen2VLAttentionImpl::Qwen2VLAttentionImpl(const Qwen2VLConfig& cfg, int64_t layer_idx)
@@ -120,6 +123,9 @@ at::Tensor Qwen2VLAttentionImpl::forward(const at::Tensor& x, const RopeCosSin& 
   // q, k and v in one pass of the weight-streaming kernel on decode steps (at::linear otherwise).
   std::vector<at::Tensor> qkv = ops::linear_group(x, {q_proj->weight, k_proj->weight, v_proj->weight},
                                                   {q_proj->bias, k_proj->bias, v_proj->bias});
+  if (q_proj_lora) qkv[0] = q_proj_lora->apply(qkv[0], x);
+  if (k_proj_lora) qkv[1] = k_proj_lora->apply(qkv[1], x);
+  if (v_proj_lora) qkv[2] = v_proj_lora->apply(qkv[2], x);
   at::Tensor q = qkv[0].view({B, S, n_heads_, head_dim_}).transpose(1, 2);     // [B, H, S, D]
   at::Tensor k = qkv[1].view({B, S, n_kv_heads_, head_dim_}).transpose(1, 2);  // [B, Hkv, S, D]
   at::Tensor v = qkv[2].view({B, S, n_kv_heads_, head_dim_}).transpose(1, 2);  // [B, Hkv, S, D]
@@ -128,7 +134,8 @@ at::Tensor Qwen2VLAttentionImpl::forward(const at::Tensor& x, const RopeCosSin& 
   if (cache) std::tie(k, v) = cache->update(layer_idx_, k, v);  // [B, Hkv, T, D]
   at::Tensor o = attention(q, k, v, mask);                       // [B, H, S, D]
   o = o.transpose(1, 2).reshape({B, S, n_heads_ * head_dim_});   // [B, S, H*D]
-  return ops::linear(o, o_proj->weight, o_proj->bias);
+  at::Tensor y = ops::linear(o, o_proj->weight, o_proj->bias);
+  return o_proj_lora ? o_proj_lora->apply(y, o) : y;
 }
 
 Qwen2VLDecoderLayerImpl::Qwen2VLDecoderLayerImpl(const Qwen2VLConfig& cfg, int64_t layer_idx) {

@@ -1,6 +1,8 @@
 // Name-walk checkpoint loader / saver for the Qwen2-VL family (safetensors, single file or sharded).
 #include "medr1/model/weight_loader.h"
 
+#include "medr1/model/lora.h"
+
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
@@ -80,6 +82,23 @@ void load_qwen2_vl_weights(Qwen2VLForConditionalGeneration& model, const std::st
 }
 
 Qwen2VLForConditionalGeneration load_qwen2_vl(const std::string& dir, std::optional<at::ScalarType> dtype) {
+  if (is_lora_adapter_dir(dir) && !fs::exists(fs::path(dir) / "config.json")) {
+    // A PEFT adapter folder (what a LoRA run saves): its base model with the adapter merged in, as
+    // transformers' from_pretrained does with PEFT installed.
+    const auto [lcfg, base_name] = read_lora_adapter_config(dir);
+    MEDR1_CHECK(!base_name.empty(), dir, "/adapter_config.json: base_model_name_or_path: empty (which model does "
+                "the adapter belong to?)");
+    fs::path base = base_name;
+    if (!fs::exists(base / "config.json") && base.is_relative() && fs::exists(fs::path(dir) / base / "config.json"))
+      base = fs::path(dir) / base;
+    MEDR1_CHECK(fs::exists(base / "config.json"), dir, "/adapter_config.json: base_model_name_or_path '", base_name,
+                "': no config.json there (download the base model, or edit the path)");
+    Qwen2VLForConditionalGeneration model = load_qwen2_vl(base.string(), dtype);
+    auto set = load_lora_adapter(*model, dir);
+    merge_and_unload(*model, *set);
+    model->eval();
+    return model;
+  }
   Qwen2VLConfig cfg = load_qwen2_vl_config(dir);
   Qwen2VLForConditionalGeneration model(cfg);
   model->to(dtype ? *dtype : dtype_from_name(cfg.torch_dtype));

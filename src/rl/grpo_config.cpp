@@ -223,6 +223,16 @@ void GRPOConfig::validate(int64_t world_size, int64_t max_position_embeddings) c
   check_one_of("scale_rewards", scale_rewards, {"group", "batch", "none"});
   check_one_of("importance_sampling_level", importance_sampling_level, {"token", "sequence"});
 
+  if (use_peft) {
+    req(lora_r >= 1 && lora_r <= 65536, "lora_r: must be in [1, 65536], got ", lora_r);
+    req(std::isfinite(lora_alpha) && lora_alpha > 0, "lora_alpha: must be > 0, got ", lora_alpha);
+    req(std::isfinite(lora_dropout) && lora_dropout >= 0 && lora_dropout < 1,
+        "lora_dropout: must be in [0, 1), got ", lora_dropout);
+    req(!freeze_language_model,
+        "use_peft and freeze_language_model: LoRA adapts the language model, which would then be frozen");
+    req(!sync_ref_model, "use_peft and sync_ref_model: with LoRA the reference is the base model with the "
+                         "adapters off, which TR-DPO mixing cannot move (TRL refuses it too)");
+  }
   req(!(freeze_vision_modules && freeze_language_model),
       "freeze_vision_modules and freeze_language_model: at most one may be true (else nothing trains)");
   req(std::isfinite(learning_rate) && learning_rate >= 0, "learning_rate: must be >= 0, got ",

@@ -140,14 +140,45 @@ void check_resume_freezing(const GRPOConfig& cfg, const std::string& dir) {
   }
 }
 
+// A LoRA run resumes from a LoRA checkpoint of the same adapter shape (its optimizer state covers the
+// adapters), and a full run from a full one.
+void check_resume_lora(const TrainSession& s, const std::string& dir) {
+  const bool adapter = model::is_lora_adapter_dir(dir);
+  MEDR1_CHECK(adapter == s.cfg.use_peft, "resume: ", dir, adapter ? " holds a LoRA adapter" : " holds a full model",
+              " but this run has use_peft ", s.cfg.use_peft ? "true" : "false",
+              adapter ? " (resume with --use_peft true and its lora_* settings)"
+                      : " (start a LoRA run from its weights with --model_name_or_path)");
+  if (!adapter) return;
+  const model::LoraConfig saved = model::read_lora_adapter_config(dir).first;
+  const std::vector<std::string> saved_targets = model::resolve_lora_targets(saved);
+  MEDR1_CHECK(saved.r == s.lora->config.r && saved.lora_alpha == s.lora->config.lora_alpha &&
+                  saved.use_rslora == s.lora->config.use_rslora && saved_targets == s.lora->targets,
+              "resume: ", dir, "/adapter_config.json: r ", saved.r, ", lora_alpha ", saved.lora_alpha,
+              ", use_rslora ", saved.use_rslora ? "true" : "false", ", ", saved_targets.size(),
+              " target projections differ from this run's r ", s.lora->config.r, ", lora_alpha ",
+              s.lora->config.lora_alpha, ", use_rslora ", s.lora->config.use_rslora ? "true" : "false", ", ",
+              s.lora->targets.size(), " (resume with the same LoRA settings)");
+}
+
 void resume_from(TrainSession& s, const std::string& dir) {
   check_resume_freezing(s.cfg, dir);
-  model::load_qwen2_vl_weights(s.policy, dir);
+  check_resume_lora(s, dir);
+  if (s.lora)
+    s.lora->load_weights(dir);
+  else
+    model::load_qwen2_vl_weights(s.policy, dir);
   if (s.cfg.bf16) {
+    // The fp32 masters come from the checkpoint itself (it holds them); the bf16 run parameters only hold
+    // their roundings, from which the masters would resume a little off the uninterrupted run.
     at::NoGradGuard ng;
-    NamedTensors fresh = s.policy->named_parameters().pairs();
-    for (size_t i = 0; i < s.master.size(); ++i)
-      s.master[i].second.copy_(fresh[i].second.to(at::kFloat));
+    const std::string file = s.lora ? (fs::path(dir) / "adapter_model.safetensors").string() : dir;
+    const std::map<std::string, at::Tensor> saved = io::load_safetensors(file);
+    for (auto& [n, m] : s.master) {
+      if (!m.requires_grad()) continue;  // frozen: the run parameter itself, loaded above
+      auto it = saved.find(s.lora ? model::peft_key(n) : n);
+      MEDR1_CHECK(it != saved.end(), file, ": ", n, ": missing");
+      m.copy_(it->second);
+    }
   }
   load_trainer_state(dir, s.st, *s.opt, s.master);
   restore_rng(s.st, s.mt);
@@ -222,21 +253,40 @@ at::Tensor saved_weight(const at::Tensor& master) {
   return master.requires_grad() || master.scalar_type() == at::kFloat ? master.detach()
                                                                       : master.detach().to(at::kFloat);
 }
+
+// What a checkpoint or the final folder holds: every weight (fp32), or with LoRA the adapters only.
+NamedTensors saved_weights(const TrainSession& s) {
+  NamedTensors weights;
+  for (const auto& [n, p] : s.master)
+    if (!s.lora || model::is_lora_param(n)) weights.emplace_back(n, saved_weight(p));
+  return weights;
+}
 }  // namespace
 
 std::pair<int64_t, int64_t> apply_freezing(torch::nn::Module& policy, bool freeze_vision_modules,
-                                           bool freeze_language_model) {
+                                           bool freeze_language_model, bool adapters_only) {
   MEDR1_CHECK(!(freeze_vision_modules && freeze_language_model),
               "freeze_vision_modules and freeze_language_model are both true: no parameter would be trained");
   int64_t trainable = 0, total = 0;
   for (auto& item : policy.named_parameters()) {
     const bool vision = item.key().rfind("visual.", 0) == 0;
-    if ((vision && freeze_vision_modules) || (!vision && freeze_language_model))
+    if ((vision && freeze_vision_modules) || (!vision && freeze_language_model) ||
+        (adapters_only && !model::is_lora_param(item.key())))
       item.value().set_requires_grad(false);
     total += item.value().numel();
     if (item.value().requires_grad()) trainable += item.value().numel();
   }
   return {trainable, total};
+}
+
+model::LoraConfig lora_config_of(const GRPOConfig& cfg) {
+  model::LoraConfig c;
+  c.r = cfg.lora_r;
+  c.lora_alpha = cfg.lora_alpha;
+  c.lora_dropout = cfg.lora_dropout;
+  c.use_rslora = cfg.use_rslora;
+  c.target_modules = cfg.lora_target_modules;
+  return c;
 }
 
 std::unique_ptr<TrainSession> set_up(const GRPOConfig& cfg_in, const TrainerHooks& hooks) {
@@ -252,6 +302,7 @@ std::unique_ptr<TrainSession> set_up(const GRPOConfig& cfg_in, const TrainerHook
   if (s.sft) cfg.num_generations = std::max<int64_t>(cfg.num_generations, 1);
   s.env = dist::read_launch_env();
   cfg.validate(s.env.world_size);
+  if (cfg.use_peft) model::resolve_lora_targets(lora_config_of(cfg));  // names checked before any loading
   s.device = resolve_train_device(cfg.device, s.env);
   dist::ProcessGroupOptions pgo;                     // world 1: no store, every call a no-op
   pgo.device = s.device.is_cuda() ? "cuda" : "cpu";  // NCCL on CUDA, gloo on CPU
@@ -291,14 +342,23 @@ std::unique_ptr<TrainSession> set_up(const GRPOConfig& cfg_in, const TrainerHook
   // its activations in backward (the reference model and the no-grad logps never build a graph
   // anyway).
   s.policy->set_gradient_checkpointing(cfg.gradient_checkpointing);
+  // LoRA: fresh adapters (lora_A from the seed, lora_B zero: the start equals the base model), everything
+  // else frozen.
+  if (cfg.use_peft) s.lora = model::inject_lora(*s.policy, lora_config_of(cfg), static_cast<uint64_t>(cfg.seed));
   const auto [trainable, total] =
-      apply_freezing(*s.policy, cfg.freeze_vision_modules, cfg.freeze_language_model);
-  if (s.is_main)
+      apply_freezing(*s.policy, cfg.freeze_vision_modules, cfg.freeze_language_model, cfg.use_peft);
+  if (s.is_main) {
+    std::string what = cfg.freeze_vision_modules ? " (vision tower frozen)"
+                       : cfg.freeze_language_model ? " (language model frozen)"
+                                                   : "";
+    if (s.lora) {
+      what = " (LoRA r " + std::to_string(cfg.lora_r) + ", alpha " + fmt::format("{}", cfg.lora_alpha) + " on";
+      for (const std::string& t : s.lora->targets) what += " " + t;
+      what += " of " + std::to_string(s.policy->model->layers->size()) + " decoder layers)";
+    }
     spdlog::info("trainable params: {} || all params: {} || trainable%: {:.4f}{}", trainable, total,
-                 100.0 * static_cast<double>(trainable) / static_cast<double>(std::max<int64_t>(total, 1)),
-                 cfg.freeze_vision_modules   ? " (vision tower frozen)"
-                 : cfg.freeze_language_model ? " (language model frozen)"
-                                             : "");
+                 100.0 * static_cast<double>(trainable) / static_cast<double>(std::max<int64_t>(total, 1)), what);
+  }
   if (s.is_main)
     model::use_attn_implementation(cfg.attn_implementation, s.device);
   else
@@ -350,8 +410,9 @@ std::unique_ptr<TrainSession> set_up(const GRPOConfig& cfg_in, const TrainerHook
     s.records = std::move(screen.kept);
   }
 
-  // Reference model: a frozen copy of the starting policy (Med-R1: create_reference_model).
-  if (!s.sft && cfg.beta != 0.0) {
+  // Reference model: a frozen copy of the starting policy (Med-R1: create_reference_model); with LoRA the
+  // policy itself with its adapters off (TRL with PEFT: no reference copy).
+  if (!s.sft && cfg.beta != 0.0 && !s.lora) {
     s.ref = load_policy(cfg.model_name_or_path, run_dtype, static_cast<uint64_t>(cfg.seed));
     s.ref->to(s.device);
     s.ref->eval();
@@ -447,11 +508,22 @@ std::vector<MicroBatch> generation_round(TrainSession& s, int64_t step) {
     to_device(mb.r, s.device);
     mb.reward_std = at::nan_to_num(adv.std.view({-1, s.G}).select(1, 0), 0.0).mean().item<double>();
     at::NoGradGuard ng;
-    if (s.ref) mb.ref_logps = logps_of(s.ref, mb.r);
+    auto t_ref = Clock::now();
+    if (s.ref) {
+      mb.ref_logps = logps_of(s.ref, mb.r);
+    } else if (s.lora && s.cfg.beta != 0.0) {  // the base model: adapters off, eval mode as the reference
+      model::LoraSet::Disabled off(*s.lora);
+      s.policy->eval();
+      mb.ref_logps = logps_of(s.policy, mb.r);
+      s.policy->train();
+    }
+    mb.ref_s = seconds_since(t_ref);
     if (s.cfg.num_iterations > 1) {
+      auto t_old = Clock::now();
       s.policy->eval();
       mb.old_logps = logps_of(s.policy, mb.r);
       s.policy->train();
+      mb.old_s = seconds_since(t_old);
     }
     mb.rollout_s = seconds_since(t0);
     round.push_back(std::move(mb));
@@ -732,18 +804,19 @@ bool sync_reference_step(TrainSession& s) {
 
 std::string save_checkpoint_step(TrainSession& s) {
   capture_rng(s.st, s.mt);
-  NamedTensors weights;
-  for (auto& [n, p] : s.master) weights.emplace_back(n, saved_weight(p));
+  NamedTensors weights = saved_weights(s);
   s.pg->barrier();  // every rank finished the step
   std::string dir;
   NamedTensors ref_weights;
   const bool with_ref = s.cfg.sync_ref_model && s.ref && !s.cfg.save_only_model;
   if (with_ref) ref_weights = s.ref->named_parameters().pairs();
+  const nlohmann::json adapter_config = s.lora ? s.lora->peft_config(s.cfg.model_name_or_path) : nlohmann::json();
   if (s.is_main) {
     try {
       dir = save_checkpoint(s.cfg.output_dir, s.st, weights, model::to_json(s.policy->config()),
                             s.cfg.model_name_or_path, s.cfg.save_only_model ? nullptr : s.opt.get(),
-                            s.master, to_json(s.cfg), with_ref ? &ref_weights : nullptr);
+                            s.master, to_json(s.cfg), with_ref ? &ref_weights : nullptr,
+                            s.lora ? &adapter_config : nullptr);
     } catch (const std::exception& e) {
       // Disk full, quota, I/O error: nothing of this save has its final name (temp folder + atomic commit).
       const std::optional<std::string> last = resolve_resume_dir("latest", s.cfg.output_dir);
@@ -761,10 +834,12 @@ std::string save_checkpoint_step(TrainSession& s) {
 }
 
 void save_final_model(TrainSession& s) {
-  NamedTensors weights;
-  for (auto& [n, p] : s.master) weights.emplace_back(n, saved_weight(p));
+  NamedTensors weights = saved_weights(s);
   s.pg->barrier();
-  if (s.is_main) {
+  if (s.is_main && s.lora) {  // TRL + PEFT: the final folder is the adapter (medr1-merge-adapter merges it)
+    model::write_peft_adapter(s.cfg.output_dir, weights, s.lora->peft_config(s.cfg.model_name_or_path));
+    io::copy_hf_side_files(s.cfg.model_name_or_path, s.cfg.output_dir);
+  } else if (s.is_main) {
     io::write_json_atomic((fs::path(s.cfg.output_dir) / "config.json").string(),
                           model::to_json(s.policy->config()));
     io::save_safetensors_sharded(s.cfg.output_dir, weights);

@@ -17,6 +17,7 @@
 #include "medr1/io/checkpoint.h"
 #include "medr1/io/json_util.h"
 #include "medr1/io/safetensors.h"
+#include "medr1/model/lora.h"
 
 namespace medr1::rl {
 
@@ -68,15 +69,20 @@ std::string save_checkpoint(const std::string& output_dir, const TrainerState& s
                             const torch::optim::AdamW* opt,
                             const std::vector<std::pair<std::string, at::Tensor>>& opt_params,
                             const nlohmann::json& run_config,
-                            const std::vector<std::pair<std::string, at::Tensor>>* ref_weights) {
+                            const std::vector<std::pair<std::string, at::Tensor>>* ref_weights,
+                            const nlohmann::json* adapter_config) {
   const std::string name = "checkpoint-" + std::to_string(st.global_step);
   const fs::path final_dir = fs::path(output_dir) / name;
   const fs::path tmp = fs::path(output_dir) / (".tmp-" + name);
   std::error_code ec;
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp);
-  io::write_json_atomic((tmp / "config.json").string(), model_config);
-  io::save_safetensors_sharded(tmp.string(), weights);
+  if (adapter_config != nullptr) {
+    model::write_peft_adapter(tmp.string(), weights, *adapter_config);
+  } else {
+    io::write_json_atomic((tmp / "config.json").string(), model_config);
+    io::save_safetensors_sharded(tmp.string(), weights);
+  }
   io::copy_hf_side_files(side_files_dir, tmp.string());
   if (const char* k = std::getenv(kKillDuringSaveEnv); k && std::to_string(st.global_step) == k) {
     std::raise(SIGKILL);  // test hook: die with a half-written checkpoint

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -159,6 +160,37 @@ TEST(TrainDdp, GrpoTwoRanksEqualsSingleProcessWithAccumulation) {
     reward_std_sum += one[k].at("reward_std").get<double>();
   }
   EXPECT_GT(reward_std_sum, 0.0) << "all rewards of a group equal: zero advantages, nothing to compare";
+}
+
+// LoRA: only the adapters are trainable, so only they are averaged over the ranks; the adapters of 2 ranks x GA 1
+// equal those of 1 process x GA 2, and the base weights are never written.
+TEST(TrainDdp, LoraTwoRanksEqualsSingleProcessWithAccumulation) {
+  if (!prerequisites()) GTEST_SKIP() << "needs " << kTrain << " and " << kTokenizer;
+  ScratchDir dir;
+  Fixture fx(dir.path);
+  auto lora = [](std::vector<std::string> a) {
+    a.insert(a.end(), {"--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0",
+                       "--learning_rate", "1e-2"});
+    return a;
+  };
+  const int rc1 = wait_for(spawn(lora(fx.grpo_args(dir.path / "single", 2, 2)), {}, dir.path / "single.log"), 55);
+  ASSERT_EQ(rc1, 0) << read_text(dir.path / "single.log");
+  std::vector<std::string> args = lora(fx.grpo_args(dir.path / "ddp", 1, 2));
+  args.insert(args.end(), {"--nproc-per-node", "2", "--master-port", std::to_string(free_port())});
+  const int rc2 = wait_for(spawn(args, {}, dir.path / "ddp.log"), 55);
+  ASSERT_EQ(rc2, 0) << read_text(dir.path / "ddp.log");
+  const fs::path ref = dir.path / "single" / "adapter_model.safetensors";
+  ASSERT_TRUE(fs::exists(ref));
+  EXPECT_FALSE(fs::exists(dir.path / "ddp" / "model.safetensors"));
+  double b_max = 0;
+  for (const auto& [k, v] : testing::read_f32_safetensors(ref))
+    if (k.find(".lora_B.") != std::string::npos)
+      for (float x : v) b_max = std::max(b_max, static_cast<double>(std::abs(x)));
+  const double diff = max_abs_diff(ref, dir.path / "ddp" / "adapter_model.safetensors");
+  std::printf("[ddp] LoRA GRPO: max |lora_B| after 2 steps %.3g (0 at the start); max |ddp - single| = %.3g\n", b_max,
+              diff);
+  EXPECT_GT(b_max, 1e-4);  // the adapters really trained
+  EXPECT_LT(diff, 1e-6);
 }
 
 TEST(TrainDdp, KilledRankMakesTheOtherFailWithMessage) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "medr1/model/kv_cache.h"
+#include "medr1/model/lora.h"
 #include "medr1/model/qwen2_vl_config.h"
 #include "medr1/model/rope.h"
 
@@ -39,6 +40,8 @@ class Qwen2MLPImpl : public torch::nn::Module {
   Qwen2MLPImpl(int64_t hidden, int64_t intermediate);
   at::Tensor forward(const at::Tensor& x);
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  // LoRA adapters of the projections (model/lora.h); null = none.
+  LoraAdapterPtr gate_proj_lora, up_proj_lora, down_proj_lora;
 };
 TORCH_MODULE(Qwen2MLP);
 
@@ -48,6 +51,8 @@ class Qwen2VLAttentionImpl : public torch::nn::Module {
   // x [B, S, E]; cos/sin [B, S, D]; mask [B, 1, S, T] additive (undefined = none); cache nullable.
   at::Tensor forward(const at::Tensor& x, const RopeCosSin& rope, const at::Tensor& mask, KVCache* cache);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  // LoRA adapters of the projections (model/lora.h); null = none.
+  LoraAdapterPtr q_proj_lora, k_proj_lora, v_proj_lora, o_proj_lora;
 
  private:
   int64_t layer_idx_, n_heads_, n_kv_heads_, head_dim_;

@@ -30,6 +30,11 @@ struct GRPOConfig {
   int64_t max_steps, save_steps, logging_steps;
   bool save_only_model, bf16, gradient_checkpointing;
   bool freeze_vision_modules, freeze_language_model;
+  // LoRA (TRL ModelConfig names; PEFT semantics, model/lora.h)
+  bool use_peft, use_rslora;
+  int64_t lora_r;
+  double lora_alpha, lora_dropout;
+  std::vector<std::string> lora_target_modules;
   // Logging (HF TrainingArguments report_to; TRL log_completions / num_completions_to_print)
   std::vector<std::string> report_to;
   bool log_completions;
@@ -116,6 +121,17 @@ struct GRPOConfig {
       "state (R1-V / open-r1 name; verl: freeze_vision_tower)");
     v(c.freeze_language_model, "freeze_language_model", false,
       "train the vision tower and merger only (visual.*); the language model is frozen");
+    v(c.use_peft, "use_peft", false,
+      "LoRA: train adapters on the language model's projections only (PEFT format: checkpoints and the "
+      "final folder hold adapter_config.json + adapter_model.safetensors); the reference policy is the "
+      "base with adapters off (TRL ModelConfig)");
+    v(c.lora_r, "lora_r", int64_t{16}, "LoRA rank r");
+    v(c.lora_alpha, "lora_alpha", 32.0, "LoRA alpha (scaling = lora_alpha / r)");
+    v(c.lora_dropout, "lora_dropout", 0.05, "LoRA dropout on the adapter input");
+    v(c.lora_target_modules, "lora_target_modules", VS{},
+      "projections to adapt: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj or all-linear "
+      "([] = all seven; the vision tower is never adapted)");
+    v(c.use_rslora, "use_rslora", false, "rank-stabilised LoRA: scaling = lora_alpha / sqrt(r)");
     v(c.device, "device", S{"cpu"},
       "cpu | cuda | cuda:N (under torchrun, cuda = cuda:LOCAL_RANK and the NCCL backend; gloo on "
       "cpu)");

@@ -24,6 +24,7 @@
 #include "medr1/dist/launch_env.h"
 #include "medr1/dist/process_group.h"
 #include "medr1/dist/sampler.h"
+#include "medr1/model/lora.h"
 #include "medr1/model/qwen2_vl.h"
 #include "medr1/rl/advantages.h"
 #include "medr1/rl/grpo_config.h"
@@ -66,7 +67,8 @@ struct MicroBatch {
   at::Tensor old_logps;   // [N, T] or undefined (num_iterations == 1)
   RewardResult rewards;
   double reward_std = 0;  // mean of the group stds (Med-R1's reward_std)
-  double rollout_s = 0;
+  double rollout_s = 0;  // the whole micro-batch of generation_round (ref_s and old_s included)
+  double ref_s = 0, old_s = 0;  // of it: reference log-probs, old log-probs
 };
 
 // Sums over the micro-batches of one optimizer step.
@@ -96,7 +98,9 @@ struct TrainSession {
   int fault_nonfinite_rank = -1;
   std::mt19937_64 mt;
   model::Qwen2VLForConditionalGeneration policy{nullptr},
-      ref{nullptr};                      // ref: null when beta == 0 or SFT
+      ref{nullptr};                      // ref: null when beta == 0, SFT or LoRA
+  // use_peft: the policy's adapters; the reference policy is the policy with them off (no second copy).
+  std::shared_ptr<model::LoraSet> lora;
   std::unique_ptr<dist::GradSync> sync;  // null on one process
   PromptMode mode = PromptMode::think;
   std::unique_ptr<tokenizer::Tokenizer> tok;
@@ -128,8 +132,12 @@ struct TrainSession {
 // Frozen parameters get no gradient, no fp32 master copy, no optimizer state and no gradient allreduce; the
 // saved checkpoints still hold every weight. Returns {trainable, total} element counts. Both flags set is an
 // error (nothing would train).
+// adapters_only (use_peft): every parameter but the LoRA adapters' is frozen.
 std::pair<int64_t, int64_t> apply_freezing(torch::nn::Module& policy, bool freeze_vision_modules,
-                                           bool freeze_language_model);
+                                           bool freeze_language_model, bool adapters_only = false);
+
+// The LoRA settings of a run config (use_peft, lora_r, lora_alpha, lora_dropout, lora_target_modules, use_rslora).
+model::LoraConfig lora_config_of(const GRPOConfig& cfg);
 
 // Validates the config, joins the process group, makes output_dir (rank 0: resolved_config.json,
 // stale temp folders removed), loads policy / reference / tokenizer / data, builds the optimizer

@@ -40,14 +40,17 @@ void restore_rng(const TrainerState& st, std::mt19937_64& mt);
 // Writes output_dir/checkpoint-<step>. `weights` are the (fp32 master) tensors under their HF names;
 // `model_config` is written as config.json; side files are copied from `side_files_dir`. opt == nullptr
 // (save_only_model) writes the model part only; `ref_weights` (sync_ref_model), when given with opt,
-// go into ref_model/ (safetensors + config.json). Returns the final folder.
+// go into ref_model/ (safetensors + config.json). `adapter_config` (LoRA): `weights` are the adapters,
+// written as a PEFT folder (adapter_config.json + adapter_model.safetensors) instead of config.json and the
+// model's safetensors. Returns the final folder.
 std::string save_checkpoint(const std::string& output_dir, const TrainerState& st,
                             const std::vector<std::pair<std::string, at::Tensor>>& weights,
                             const nlohmann::json& model_config, const std::string& side_files_dir,
                             const torch::optim::AdamW* opt,
                             const std::vector<std::pair<std::string, at::Tensor>>& opt_params,
                             const nlohmann::json& run_config,
-                            const std::vector<std::pair<std::string, at::Tensor>>* ref_weights = nullptr);
+                            const std::vector<std::pair<std::string, at::Tensor>>* ref_weights = nullptr,
+                            const nlohmann::json* adapter_config = nullptr);
 
 // Reads trainer_state.json and optimizer.safetensors of `dir` into `st` and `opt` (whose parameters are
 // `opt_params`, same names and order as saved). Throws naming the file when the folder lacks them.

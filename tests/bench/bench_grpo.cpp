@@ -1,0 +1,214 @@
+// medr1-bench-grpo: one GRPO step of a full-depth Qwen2-VL-2B-shaped model (random weights at the real config,
+// written as an HF checkpoint by medr1's own writer) on one 384x384 image, through the trainer's own phases
+// (rl/train_phases.h: set_up, generation_round, update, save_checkpoint_step). Prints the time of each phase
+// (rollout: prefill + decode of G samples; reference log-probs; loss forward + backward; clipping + optimizer;
+// checkpoint save) and the process's peak RSS after each, plus the memory accounting of LoRA vs full fine-tuning
+// for 2B / 3B / 7B. The checkpoint is written by a child process, so its memory is not in the peak.
+// A benchmark, not a test: nothing is asserted.
+//   medr1-bench-grpo --work /tmp/grpo2b [--use-peft 1] [--bf16 1] [--gradient-checkpointing 1] [--layers 28]
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "ceilings.h"
+#include "medr1/io/checkpoint.h"
+#include "medr1/model/weight_loader.h"
+#include "medr1/rl/grpo_config.h"
+#include "medr1/rl/train_phases.h"
+#include "medr1/vision/image_io.h"
+#include "medr1/vision/image_processor.h"
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double secs(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
+
+double peak_rss_gb() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss in KiB on Linux
+}
+
+double current_rss_gb() {
+  std::ifstream f("/proc/self/statm");
+  long pages = 0, resident = 0;
+  f >> pages >> resident;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0 * 1024.0);
+}
+
+// The 2B-shaped checkpoint: config.json + bf16 safetensors (HF init: normal(0, 0.02)), the Qwen2-VL tokenizer and
+// processor files. In a child process.
+void write_model(const fs::path& dir, int64_t layers, int64_t vdepth) {
+  if (fs::exists(dir / "model.safetensors.index.json") || fs::exists(dir / "model.safetensors")) return;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    try {
+      auto cfg = medr1::bench::qwen2_vl_2b_config(layers, vdepth);
+      cfg.torch_dtype = "bfloat16";
+      at::manual_seed(0);
+      medr1::model::Qwen2VLForConditionalGeneration m(cfg);
+      {
+        at::NoGradGuard ng;
+        for (auto& p : m->named_parameters()) {
+          const std::string& n = p.key();
+          if (n.find("norm") != std::string::npos || n.find("ln_q") != std::string::npos)
+            p.value().fill_(1.0);
+          else if (n.size() > 5 && n.compare(n.size() - 5, 5, ".bias") == 0)
+            p.value().zero_();
+          else
+            p.value().normal_(0.0, 0.02);
+        }
+      }
+      m->to(at::kBFloat16);
+      medr1::model::save_qwen2_vl(m, dir.string());
+      const fs::path tiny = fs::path(MEDR1_SOURCE_DIR) / "tests" / "data" / "qwen2vl-tiny";
+      for (const char* f : {"preprocessor_config.json", "tokenizer_config.json", "chat_template.json",
+                            "generation_config.json"})
+        fs::copy_file(tiny / f, dir / f, fs::copy_options::overwrite_existing);
+      fs::copy_file(fs::path(MEDR1_SOURCE_DIR) / "tests" / "data" / "tokenizer" / "qwen2vl" / "tokenizer.json",
+                    dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+      _exit(0);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "writing the model failed: %s\n", e.what());
+      _exit(1);
+    }
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("model writer failed");
+}
+
+// One record: a demo image resized to 384x384 (Pillow bicubic), Med-R1's problem format.
+std::string write_data(const fs::path& dir) {
+  const fs::path demo = fs::path(MEDR1_SOURCE_DIR) / "data" / "demo";
+  medr1::vision::RgbImage img = medr1::vision::load_image_rgb((demo / "Images/Synthetic CT Phantom/ct_000.png").string());
+  medr1::vision::write_png((dir / "ct_384.png").string(), medr1::vision::resize_bicubic(img, 384, 384));
+  std::ofstream f(dir / "train.json");
+  f << R"([{"image": "ct_384.png", "problem": "Which imaging modality is shown in this image? A)CT, B)MRI, )"
+       R"(C)X-Ray, D)Fundus Photography, E)Ultrasound", "solution": "<answer> A </answer>"}])";
+  return (dir / "train.json").string();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"medr1-bench-grpo: one GRPO step of a full-depth Qwen2-VL-2B-shaped model, phase times + peak RSS"};
+  std::string work = "/tmp/medr1-bench-grpo";
+  int64_t layers = 28, vdepth = 32, G = 4, new_tokens = 64, r = 16;
+  int threads = 0;
+  bool use_peft = true, bf16 = true, ckpt = true, save = true;
+  app.add_option("--work", work, "folder for the model, data and run");
+  app.add_option("--layers", layers, "decoder layers (2B: 28)");
+  app.add_option("--vision-depth", vdepth, "vision blocks (2B: 32)");
+  app.add_option("--num-generations", G, "G");
+  app.add_option("--new-tokens", new_tokens, "completion tokens (min = max: EOS is suppressed by random weights "
+                                             "only by chance, so the length is what it is)");
+  app.add_option("--use-peft", use_peft, "LoRA (else full fine-tuning)");
+  app.add_option("--lora-r", r, "LoRA rank");
+  app.add_option("--bf16", bf16, "bf16 weights and compute");
+  app.add_option("--gradient-checkpointing", ckpt, "activation checkpointing");
+  app.add_option("--save", save, "time a checkpoint save");
+  app.add_option("--threads", threads, "intra-op threads (0 = default)");
+  CLI11_PARSE(app, argc, argv);
+  if (threads > 0) at::set_num_threads(threads);
+  try {
+    const fs::path root = work;
+    const fs::path model_dir = root / ("model-" + std::to_string(layers) + "x" + std::to_string(vdepth));
+    fs::create_directories(model_dir);
+    auto t0 = Clock::now();
+    write_model(model_dir, layers, vdepth);
+    std::printf("model: %s (written or reused in %.1f s)\n", model_dir.c_str(), secs(t0));
+    const std::string data = write_data(root);
+
+    medr1::rl::GRPOConfig c;
+    c.output_dir = (root / (use_peft ? "run-lora" : "run-full")).string();
+    fs::remove_all(c.output_dir);
+    c.model_name_or_path = model_dir.string();
+    c.dataset_name = data;
+    c.dataset_root = root.string();
+    c.num_generations = G;
+    c.per_device_train_batch_size = 1;
+    c.gradient_accumulation_steps = 1;
+    c.max_completion_length = new_tokens;
+    c.max_steps = 1;
+    c.save_steps = 1000;
+    c.bf16 = bf16;
+    c.gradient_checkpointing = ckpt;
+    c.use_peft = use_peft;
+    c.lora_r = r;
+    c.lora_alpha = 2.0 * static_cast<double>(r);
+    c.report_to = {"none"};
+    medr1::rl::TrainerHooks h;
+    h.progress_bar = false;
+    std::printf("config: G %lld, %lld new tokens, %s, %s, gradient checkpointing %s, threads %d\n",
+                static_cast<long long>(G), static_cast<long long>(new_tokens), bf16 ? "bf16" : "fp32",
+                use_peft ? ("LoRA r " + std::to_string(r)).c_str() : "full fine-tuning", ckpt ? "on" : "off",
+                at::get_num_threads());
+    std::printf("%-34s %9s %14s %12s\n", "phase", "seconds", "peak RSS GiB", "RSS GiB");
+    auto row = [](const char* name, double s) {
+      std::printf("%-34s %9.1f %14.2f %12.2f\n", name, s, peak_rss_gb(), current_rss_gb());
+      std::fflush(stdout);
+    };
+    t0 = Clock::now();
+    auto s = medr1::rl::set_up(c, h);
+    row("set-up (load policy, optimizer)", secs(t0));
+    int64_t params = 0, trainable = 0;
+    for (const auto& p : s->policy->parameters()) {
+      params += p.numel();
+      if (p.requires_grad()) trainable += p.numel();
+    }
+    medr1::rl::set_step_learning_rate(*s, 0);
+    t0 = Clock::now();
+    std::vector<medr1::rl::MicroBatch> round = medr1::rl::generation_round(*s, 0);
+    const double round_s = secs(t0);
+    double ref_s = 0, gen_tokens = 0, prompt_tokens = 0;
+    for (const auto& mb : round) {
+      ref_s += mb.ref_s;
+      gen_tokens += static_cast<double>(mb.r.generated_tokens);
+      prompt_tokens = static_cast<double>(mb.r.prompt_ids.size(1));
+    }
+    row("rollout (prefill + decode, rewards)", round_s - ref_s);
+    row("reference log-probs (adapters off)", ref_s);
+    t0 = Clock::now();
+    const medr1::rl::StepMetrics m = medr1::rl::update(*s, round, 0);
+    const double upd = secs(t0);
+    row("loss forward + backward", m.train_s);
+    row("clip + optimizer step", upd - m.train_s);
+    if (save) {
+      t0 = Clock::now();
+      const std::string dir = medr1::rl::save_checkpoint_step(*s);
+      row(("checkpoint save (" + fs::path(dir).filename().string() + ")").c_str(), secs(t0));
+    }
+    std::printf("prompt %.0f tokens, %.0f generated tokens over G = %lld; loss %.4g, grad norm %.3g\n", prompt_tokens,
+                gen_tokens, static_cast<long long>(G), m.loss, m.grad_norm);
+    std::printf("parameters %.3f B, trainable %.2f M (%.3f%%); peak RSS %.2f GiB\n", static_cast<double>(params) / 1e9,
+                static_cast<double>(trainable) / 1e6, 100.0 * static_cast<double>(trainable) / static_cast<double>(params),
+                peak_rss_gb());
+    // Accounting (bytes per parameter): bf16 run weights 2; full FT adds the bf16 reference 2, fp32 masters 4,
+    // AdamW moments 8, fp32 grads 4 and bf16 grads 2 = 22 B/param; LoRA adds only the adapters' share.
+    std::printf("memory accounting, weights + optimizer only (activations and buffers extra):\n");
+    for (auto [name, n] : {std::pair<const char*, double>{"2B (Qwen2-VL-2B, 2.21 B)", 2.21e9},
+                           std::pair<const char*, double>{"3B (Qwen2.5-VL-3B, 3.75 B)", 3.75e9},
+                           std::pair<const char*, double>{"7B (Qwen2.5-VL-7B, 8.29 B)", 8.29e9}}) {
+      const double lora_frac = static_cast<double>(trainable) / static_cast<double>(params);
+      std::printf("  %-28s LoRA r %lld ~ %5.1f GB   full fine-tuning %5.1f GB\n", name, static_cast<long long>(r),
+                  n * 2 / 1e9 + n * lora_frac * 20 / 1e9, n * 22 / 1e9);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "medr1-bench-grpo: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
