@@ -130,15 +130,6 @@ std::string lora_target_regex(const std::vector<std::string>& targets) {
   return re;
 }
 
-std::vector<std::pair<std::string, at::Tensor>> LoraSet::peft_state() const {
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  for (const auto& [name, a] : adapters) {
-    out.emplace_back(peft_key(name + ".lora_A.weight"), a->lora_A->weight.detach());
-    out.emplace_back(peft_key(name + ".lora_B.weight"), a->lora_B->weight.detach());
-  }
-  return out;
-}
-
 nlohmann::json LoraSet::peft_config(const std::string& base_model_name_or_path) const {
   // The fields of peft 0.14's LoraConfig that describe this adapter (defaults for the rest); PEFT reads it with
   // PeftModel.from_pretrained / PeftConfig.from_pretrained.
@@ -220,12 +211,6 @@ void LoraSet::load_weights(const std::string& dir) {
   }
   for (const auto& [k, v] : t)
     MEDR1_CHECK(used.count(k), path, ": ", k, ": not an adapter of this model's targeted projections");
-}
-
-int64_t LoraSet::num_parameters() const {
-  int64_t n = 0;
-  for (const auto& [name, a] : adapters) n += a->lora_A->weight.numel() + a->lora_B->weight.numel();
-  return n;
 }
 
 std::shared_ptr<LoraSet> inject_lora(Qwen2VLForConditionalGenerationImpl& m, const LoraConfig& cfg, uint64_t seed) {

@@ -73,8 +73,6 @@ class LoraSet {
     bool was_;
   };
 
-  // The adapter tensors under PEFT's file keys ("base_model.model.<module>.lora_A.weight"), detached.
-  std::vector<std::pair<std::string, at::Tensor>> peft_state() const;
   // adapter_config.json as PEFT 0.14 writes it (task_type CAUSAL_LM, target_modules as a regex over the decoder).
   nlohmann::json peft_config(const std::string& base_model_name_or_path) const;
   // Writes adapter_config.json + adapter_model.safetensors (the adapters' own dtype) into `dir`.
@@ -82,7 +80,6 @@ class LoraSet {
   // Copies `dir`'s adapter_model.safetensors into the adapters (every adapter must be present with its shape;
   // unknown keys are errors naming the file and key).
   void load_weights(const std::string& dir);
-  int64_t num_parameters() const;
 };
 
 // PEFT's file key of an adapter parameter: "model.layers.0.self_attn.q_proj.lora_A.weight" ->
