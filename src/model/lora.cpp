@@ -15,6 +15,7 @@
 #include "medr1/core/error.h"
 #include "medr1/io/checkpoint.h"
 #include "medr1/io/json_util.h"
+#include "medr1/io/peft_adapter.h"
 #include "medr1/io/safetensors.h"
 #include "medr1/model/qwen2_text.h"
 #include "medr1/model/qwen2_vl.h"
@@ -24,9 +25,9 @@ namespace fs = std::filesystem;
 namespace medr1::model {
 
 namespace {
-constexpr const char* kAdapterConfig = "adapter_config.json";
-constexpr const char* kAdapterWeights = "adapter_model.safetensors";
-constexpr const char* kPeftPrefix = "base_model.model.";
+using io::kPeftAdapterConfig;
+using io::kPeftAdapterWeights;
+using io::peft_key;
 
 bool is_attention_projection(const std::string& n) {
   return n == "q_proj" || n == "k_proj" || n == "v_proj" || n == "o_proj";
@@ -98,7 +99,6 @@ at::Tensor LoraAdapter::apply(const at::Tensor& y, const at::Tensor& x) const {
   return y + (d.scalar_type() == y.scalar_type() ? d : d.to(y.scalar_type()));
 }
 
-std::string peft_key(const std::string& param_name) { return kPeftPrefix + param_name; }
 
 bool is_lora_param(const std::string& n) {
   return n.find(".lora_A.") != std::string::npos || n.find(".lora_B.") != std::string::npos;
@@ -161,27 +161,18 @@ nlohmann::json LoraSet::peft_config(const std::string& base_model_name_or_path) 
   return j;
 }
 
-void write_peft_adapter(const std::string& dir, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
-                        const nlohmann::json& adapter_config) {
-  fs::create_directories(dir);
-  std::vector<std::pair<std::string, at::Tensor>> keyed;
-  for (const auto& [n, t] : tensors) keyed.emplace_back(peft_key(n), t.detach());
-  io::save_safetensors((fs::path(dir) / kAdapterWeights).string(), keyed);
-  io::write_json_atomic((fs::path(dir) / kAdapterConfig).string(), adapter_config);
-}
-
 void LoraSet::save(const std::string& dir, const std::string& base_model_name_or_path) const {
   std::vector<std::pair<std::string, at::Tensor>> t;
   for (const auto& [name, a] : adapters) {
     t.emplace_back(name + ".lora_A.weight", a->lora_A->weight);
     t.emplace_back(name + ".lora_B.weight", a->lora_B->weight);
   }
-  write_peft_adapter(dir, t, peft_config(base_model_name_or_path));
+  io::write_peft_adapter(dir, t, peft_config(base_model_name_or_path));
 }
 
 void LoraSet::load_weights(const std::string& dir) {
-  const std::string path = (fs::path(dir) / kAdapterWeights).string();
-  MEDR1_CHECK(fs::exists(path), dir, ": no ", kAdapterWeights);
+  const std::string path = (fs::path(dir) / kPeftAdapterWeights).string();
+  MEDR1_CHECK(fs::exists(path), dir, ": no ", kPeftAdapterWeights);
   std::map<std::string, at::Tensor> file = io::load_safetensors(path);
   // PEFT files drop the adapter name; accept ".default." too (older savers keep it).
   std::map<std::string, at::Tensor> t;
@@ -252,10 +243,9 @@ std::shared_ptr<LoraSet> inject_lora(Qwen2VLForConditionalGenerationImpl& m, con
   return set;
 }
 
-bool is_lora_adapter_dir(const std::string& dir) { return fs::exists(fs::path(dir) / kAdapterConfig); }
 
 std::pair<LoraConfig, std::string> read_lora_adapter_config(const std::string& dir) {
-  const std::string path = (fs::path(dir) / kAdapterConfig).string();
+  const std::string path = (fs::path(dir) / kPeftAdapterConfig).string();
   const nlohmann::json j = io::read_json_file(path);
   MEDR1_CHECK(j.is_object(), path, ": expected a JSON object");
   auto str_or = [&](const char* k, const std::string& def) {

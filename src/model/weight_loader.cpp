@@ -82,7 +82,7 @@ void load_qwen2_vl_weights(Qwen2VLForConditionalGeneration& model, const std::st
 }
 
 Qwen2VLForConditionalGeneration load_qwen2_vl(const std::string& dir, std::optional<at::ScalarType> dtype) {
-  if (is_lora_adapter_dir(dir) && !fs::exists(fs::path(dir) / "config.json")) {
+  if (io::is_peft_adapter_dir(dir) && !fs::exists(fs::path(dir) / "config.json")) {
     // A PEFT adapter folder (what a LoRA run saves): its base model with the adapter merged in, as
     // transformers' from_pretrained does with PEFT installed.
     const auto [lcfg, base_name] = read_lora_adapter_config(dir);

@@ -143,7 +143,7 @@ void check_resume_freezing(const GRPOConfig& cfg, const std::string& dir) {
 // A LoRA run resumes from a LoRA checkpoint of the same adapter shape (its optimizer state covers the
 // adapters), and a full run from a full one.
 void check_resume_lora(const TrainSession& s, const std::string& dir) {
-  const bool adapter = model::is_lora_adapter_dir(dir);
+  const bool adapter = io::is_peft_adapter_dir(dir);
   MEDR1_CHECK(adapter == s.cfg.use_peft, "resume: ", dir, adapter ? " holds a LoRA adapter" : " holds a full model",
               " but this run has use_peft ", s.cfg.use_peft ? "true" : "false",
               adapter ? " (resume with --use_peft true and its lora_* settings)"
@@ -175,7 +175,7 @@ void resume_from(TrainSession& s, const std::string& dir) {
     const std::map<std::string, at::Tensor> saved = io::load_safetensors(file);
     for (auto& [n, m] : s.master) {
       if (!m.requires_grad()) continue;  // frozen: the run parameter itself, loaded above
-      auto it = saved.find(s.lora ? model::peft_key(n) : n);
+      auto it = saved.find(s.lora ? io::peft_key(n) : n);
       MEDR1_CHECK(it != saved.end(), file, ": ", n, ": missing");
       m.copy_(it->second);
     }
@@ -837,7 +837,7 @@ void save_final_model(TrainSession& s) {
   NamedTensors weights = saved_weights(s);
   s.pg->barrier();
   if (s.is_main && s.lora) {  // TRL + PEFT: the final folder is the adapter (medr1-merge-adapter merges it)
-    model::write_peft_adapter(s.cfg.output_dir, weights, s.lora->peft_config(s.cfg.model_name_or_path));
+    io::write_peft_adapter(s.cfg.output_dir, weights, s.lora->peft_config(s.cfg.model_name_or_path));
     io::copy_hf_side_files(s.cfg.model_name_or_path, s.cfg.output_dir);
   } else if (s.is_main) {
     io::write_json_atomic((fs::path(s.cfg.output_dir) / "config.json").string(),

@@ -17,7 +17,7 @@
 #include "medr1/io/checkpoint.h"
 #include "medr1/io/json_util.h"
 #include "medr1/io/safetensors.h"
-#include "medr1/model/lora.h"
+#include "medr1/io/peft_adapter.h"
 
 namespace medr1::rl {
 
@@ -78,7 +78,7 @@ std::string save_checkpoint(const std::string& output_dir, const TrainerState& s
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp);
   if (adapter_config != nullptr) {
-    model::write_peft_adapter(tmp.string(), weights, *adapter_config);
+    io::write_peft_adapter(tmp.string(), weights, *adapter_config);
   } else {
     io::write_json_atomic((tmp / "config.json").string(), model_config);
     io::save_safetensors_sharded(tmp.string(), weights);

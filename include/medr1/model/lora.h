@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "medr1/io/peft_adapter.h"
+
 namespace medr1::model {
 
 class Qwen2VLForConditionalGenerationImpl;
@@ -82,15 +84,8 @@ class LoraSet {
   void load_weights(const std::string& dir);
 };
 
-// PEFT's file key of an adapter parameter: "model.layers.0.self_attn.q_proj.lora_A.weight" ->
-// "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight".
-std::string peft_key(const std::string& param_name);
 // True for an adapter parameter's name (".lora_A." / ".lora_B." in it).
 bool is_lora_param(const std::string& param_name);
-// Writes a PEFT adapter folder: adapter_config.json and adapter_model.safetensors holding `tensors` under
-// peft_key names (each file atomically). `tensors` are named as the model's parameters.
-void write_peft_adapter(const std::string& dir, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
-                        const nlohmann::json& adapter_config);
 
 // The PEFT module-name regex of `targets` (decoder layers only, so the vision tower is excluded), e.g.
 // "model\.layers\.\d+\.(self_attn\.(q_proj|v_proj)|mlp\.(gate_proj))".
@@ -109,7 +104,5 @@ std::shared_ptr<LoraSet> load_lora_adapter(Qwen2VLForConditionalGenerationImpl& 
 // and removes the adapters from the model: afterwards it is a plain model whose checkpoint transformers loads.
 void merge_and_unload(Qwen2VLForConditionalGenerationImpl& m, LoraSet& set);
 
-// True when `dir` holds a PEFT adapter (adapter_config.json) rather than a full model.
-bool is_lora_adapter_dir(const std::string& dir);
 
 }  // namespace medr1::model
