@@ -4,6 +4,9 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "medr1/core/error.h"
 
 namespace medr1::rl {
@@ -71,6 +74,27 @@ Advantages compute_advantages(const at::Tensor& rewards, int64_t num_generations
   if (scale_rewards != ScaleRewards::none) adv = adv / (out.std + std_eps);
   // NaN rewards (and groups without a usable std) carry no signal: advantage 0.
   out.advantages = at::nan_to_num(adv, 0.0);
+  return out;
+}
+
+std::vector<bool> groups_with_reward_spread(const std::vector<double>& rewards, int64_t num_generations) {
+  MEDR1_CHECK(num_generations > 0 && rewards.size() % static_cast<size_t>(num_generations) == 0,
+              "groups_with_reward_spread: ", rewards.size(), " rewards do not split into groups of ",
+              num_generations);
+  const size_t G = static_cast<size_t>(num_generations);
+  std::vector<bool> out;
+  for (size_t g0 = 0; g0 < rewards.size(); g0 += G) {
+    double lo = 0, hi = 0;
+    size_t valid = 0;
+    for (size_t i = g0; i < g0 + G; ++i) {
+      const double v = rewards[i];
+      if (std::isnan(v)) continue;
+      lo = valid == 0 ? v : std::min(lo, v);
+      hi = valid == 0 ? v : std::max(hi, v);
+      ++valid;
+    }
+    out.push_back(valid >= 2 && hi > lo);
+  }
   return out;
 }
 

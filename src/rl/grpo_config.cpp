@@ -222,6 +222,17 @@ void GRPOConfig::validate(int64_t world_size, int64_t max_position_embeddings) c
   check_one_of("loss_type", loss_type, {"grpo", "bnpo", "dr_grpo", "dapo"});
   check_one_of("scale_rewards", scale_rewards, {"group", "batch", "none"});
   check_one_of("importance_sampling_level", importance_sampling_level, {"token", "sequence"});
+  check_one_of("dynamic_sampling", dynamic_sampling, {"none", "drop", "refill"});
+  req(max_num_gen_batches >= 0, "max_num_gen_batches: must be >= 0 (0 = no limit), got ", max_num_gen_batches);
+  if (dynamic_sampling != "none") {
+    req(algo == "grpo", "dynamic_sampling ", dynamic_sampling, ": needs algo grpo (SFT has no reward groups)");
+    req(num_generations >= 2, "dynamic_sampling ", dynamic_sampling,
+        ": needs num_generations >= 2 (a group of one has no reward spread), got ", num_generations);
+    // Ranks may keep different numbers of micro-batches, and top_entropy_quantile gathers once per
+    // micro-batch: the collectives would not pair up.
+    req(world_size == 1 || top_entropy_quantile >= 1.0, "dynamic_sampling ", dynamic_sampling,
+        " with top_entropy_quantile < 1 runs on one process only (got ", world_size, " ranks)");
+  }
 
   if (use_peft) {
     req(lora_r >= 1 && lora_r <= 65536, "lora_r: must be in [1, 65536], got ", lora_r);

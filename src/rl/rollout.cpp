@@ -50,7 +50,7 @@ GenerateFn default_generate_fn() {
             const generate::SamplingParams& p) { return generate::generate(m, b, p); };
 }
 
-uint64_t rollout_seed(uint64_t seed, int64_t step, int64_t dataset_index) {
+uint64_t rollout_seed(uint64_t seed, int64_t step, int64_t dataset_index, int64_t gen_batch) {
   // SplitMix64 finaliser over a simple combination; distinct inputs give unrelated streams.
   auto mix = [](uint64_t z) {
     z += 0x9E3779B97F4A7C15ull;
@@ -58,7 +58,8 @@ uint64_t rollout_seed(uint64_t seed, int64_t step, int64_t dataset_index) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
   };
-  return mix(mix(mix(seed) ^ static_cast<uint64_t>(step)) ^ static_cast<uint64_t>(dataset_index));
+  const uint64_t z = mix(mix(mix(seed) ^ static_cast<uint64_t>(step)) ^ static_cast<uint64_t>(dataset_index));
+  return gen_batch == 0 ? z : mix(z ^ static_cast<uint64_t>(gen_batch));
 }
 
 namespace {
@@ -100,39 +101,44 @@ std::vector<int32_t> to_i32(const at::Tensor& row) {
 
 }  // namespace
 
-Rollout make_rollout(model::Qwen2VLForConditionalGeneration& policy, const tokenizer::Tokenizer& tok,
-                     const std::vector<PromptExample>& examples, const RolloutOptions& opt, int64_t pad_id,
-                     const GenerateFn& gen) {
-  MEDR1_CHECK(!examples.empty(), "make_rollout: no examples");
+PromptCompletions generate_completions(model::Qwen2VLForConditionalGeneration& policy,
+                                       const tokenizer::Tokenizer& tok, const PromptExample& ex,
+                                       const RolloutOptions& opt, int64_t pad_id, const GenerateFn& gen) {
+  const int64_t G = opt.num_generations;
+  // Generation sees the untruncated prompt (Med-R1 generates from prompt_inputs).
+  generate::PromptBatch one = generate::build_prompt_batch(tok, {ex.prompt_text}, {ex.images}, pad_id);
+  generate::SamplingParams sp = opt.sampling;
+  sp.num_return_sequences = G;
+  sp.pad_token_id = pad_id;
+  sp.seed = rollout_seed(opt.seed, opt.step, ex.dataset_index, opt.gen_batch);
+  generate::GenerationOutput out = gen(policy, one, sp);
+  MEDR1_CHECK(out.new_tokens.size(0) == G, "make_rollout: generation returned ", out.new_tokens.size(0),
+              " rows, expected ", G);
+  return {out.new_tokens, out.lengths.sum().item<int64_t>()};
+}
+
+Rollout assemble_rollout(const tokenizer::Tokenizer& tok, const std::vector<PromptExample>& examples,
+                         const std::vector<PromptCompletions>& completions, const RolloutOptions& opt,
+                         int64_t pad_id) {
+  MEDR1_CHECK(!examples.empty(), "assemble_rollout: no examples");
+  MEDR1_CHECK(examples.size() == completions.size(), "assemble_rollout: ", examples.size(), " examples but ",
+              completions.size(), " completion sets");
   const int64_t G = opt.num_generations;
   Rollout r;
   r.num_prompts = static_cast<int64_t>(examples.size());
   r.num_generations = G;
-  std::vector<at::Tensor> rows;
-  {
-    at::NoGradGuard no_grad;
-    const bool was_training = policy->is_training();
-    policy->eval();
-    for (const auto& ex : examples) {
-      // Generation sees the untruncated prompt (Med-R1 generates from prompt_inputs).
-      generate::PromptBatch one = generate::build_prompt_batch(tok, {ex.prompt_text}, {ex.images}, pad_id);
-      generate::SamplingParams sp = opt.sampling;
-      sp.num_return_sequences = G;
-      sp.pad_token_id = pad_id;
-      sp.seed = rollout_seed(opt.seed, opt.step, ex.dataset_index);
-      generate::GenerationOutput out = gen(policy, one, sp);
-      MEDR1_CHECK(out.new_tokens.size(0) == G, "make_rollout: generation returned ", out.new_tokens.size(0),
-                  " rows, expected ", G);
-      rows.push_back(out.new_tokens);
-      r.generated_tokens += out.lengths.sum().item<int64_t>();
-      for (int64_t g = 0; g < G; ++g) r.solutions.push_back(ex.solution);
-    }
-    policy->train(was_training);
-  }
   int64_t T = 1;
-  for (const auto& t : rows) T = std::max(T, t.size(1));
+  for (size_t b = 0; b < examples.size(); ++b) {
+    const at::Tensor& t = completions[b].new_tokens;
+    MEDR1_CHECK(t.dim() == 2 && t.size(0) == G, "assemble_rollout: completions of dataset index ",
+                examples[b].dataset_index, " are ", t.sizes(), ", expected [", G, ", t]");
+    T = std::max(T, t.size(1));
+    r.generated_tokens += completions[b].generated_tokens;
+    for (int64_t g = 0; g < G; ++g) r.solutions.push_back(examples[b].solution);
+  }
   std::vector<at::Tensor> padded;
-  for (const auto& t : rows) {
+  for (const auto& c : completions) {
+    const at::Tensor& t = c.new_tokens;
     at::Tensor p = at::full({t.size(0), T}, pad_id, at::kLong);
     if (t.size(1) > 0) p.slice(1, 0, t.size(1)).copy_(t);
     padded.push_back(p);
@@ -144,6 +150,21 @@ Rollout make_rollout(model::Qwen2VLForConditionalGeneration& policy, const token
     r.completions.push_back(tok.decode(to_i32(r.completion_ids[i]), /*skip_special_tokens=*/true));
   fill_prompt_side(tok, examples, opt.max_prompt_length, pad_id, r);
   return r;
+}
+
+Rollout make_rollout(model::Qwen2VLForConditionalGeneration& policy, const tokenizer::Tokenizer& tok,
+                     const std::vector<PromptExample>& examples, const RolloutOptions& opt, int64_t pad_id,
+                     const GenerateFn& gen) {
+  MEDR1_CHECK(!examples.empty(), "make_rollout: no examples");
+  std::vector<PromptCompletions> completions;
+  {
+    at::NoGradGuard no_grad;
+    const bool was_training = policy->is_training();
+    policy->eval();
+    for (const auto& ex : examples) completions.push_back(generate_completions(policy, tok, ex, opt, pad_id, gen));
+    policy->train(was_training);
+  }
+  return assemble_rollout(tok, examples, completions, opt, pad_id);
 }
 
 Rollout make_sft_batch(const tokenizer::Tokenizer& tok, const std::vector<PromptExample>& examples,

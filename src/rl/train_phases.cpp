@@ -12,6 +12,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -480,7 +481,152 @@ double set_step_learning_rate(TrainSession& s, int64_t step) {
   return lr;
 }
 
+namespace {
+
+// The rewards of a rollout's completions (as TRL: lengths up to and including the first EOS, before
+// mask_truncated_completions, for the length-based rewards).
+RewardResult score_rollout(const TrainSession& s, const Rollout& r) {
+  const at::Tensor len_t = completion_mask(r.completion_ids.cpu(), s.ro.mask_eos_ids).sum(1).to(at::kLong);
+  const std::vector<int64_t> lengths(len_t.data_ptr<int64_t>(), len_t.data_ptr<int64_t>() + len_t.numel());
+  RewardInputs in{r.completions, r.solutions, s.mode};
+  in.completion_lengths = &lengths;
+  in.soft_punish_max_completion_len = s.cfg.resolved_soft_punish_max_completion_len();
+  in.soft_punish_cache = s.cfg.soft_punish_cache;
+  return compute_rewards(in, s.cfg.reward_funcs, s.cfg.reward_weights, *s.registry);
+}
+
+// The rest of a GRPO micro-batch once mb.r and mb.rewards are set: advantages, the device, reference and
+// old log-probs. t0: when the micro-batch's rollout began.
+void finish_micro_batch(TrainSession& s, MicroBatch& mb, Clock::time_point t0) {
+  at::Tensor rw = at::tensor(mb.rewards.total, at::kDouble).to(at::kFloat);
+  Advantages adv = compute_advantages(rw, s.G, s.scale, 1e-4);
+  mb.advantages = adv.advantages.to(s.device);
+  to_device(mb.r, s.device);
+  mb.reward_std = at::nan_to_num(adv.std.view({-1, s.G}).select(1, 0), 0.0).mean().item<double>();
+  at::NoGradGuard ng;
+  auto t_ref = Clock::now();
+  if (s.ref) {
+    mb.ref_logps = logps_of(s.ref, mb.r);
+  } else if (s.lora && s.cfg.beta != 0.0) {  // the base model: adapters off, eval mode as the reference
+    model::LoraSet::Disabled off(*s.lora);
+    s.policy->eval();
+    mb.ref_logps = logps_of(s.policy, mb.r);
+    s.policy->train();
+  }
+  mb.ref_s = seconds_since(t_ref);
+  if (s.cfg.num_iterations > 1) {
+    auto t_old = Clock::now();
+    s.policy->eval();
+    mb.old_logps = logps_of(s.policy, mb.r);
+    s.policy->train();
+    mb.old_s = seconds_since(t_old);
+  }
+  mb.rollout_s = seconds_since(t0);
+}
+
+// One generated group that dynamic sampling keeps: the prompt, its G completions and their rewards.
+struct ScoredGroup {
+  PromptExample ex;
+  PromptCompletions c;
+  std::vector<double> total;                 // [G]
+  std::vector<std::vector<double>> per_func;  // [funcs][G]
+};
+
+// The G rows of group b of a rollout (its completions padded to the rollout's T) and their rewards.
+// Generated tokens: up to and including the first generation EOS (where generation stopped).
+ScoredGroup group_of(PromptExample ex, const Rollout& r, const RewardResult& rw, int64_t b, int64_t G,
+                     const std::vector<int64_t>& eos_ids) {
+  ScoredGroup g;
+  g.ex = std::move(ex);
+  g.c.new_tokens = r.completion_ids.slice(0, b * G, (b + 1) * G);
+  g.c.generated_tokens = completion_mask(g.c.new_tokens, eos_ids).sum().item<int64_t>();
+  const auto first = static_cast<std::ptrdiff_t>(b * G), last = static_cast<std::ptrdiff_t>((b + 1) * G);
+  g.total.assign(rw.total.begin() + first, rw.total.begin() + last);
+  for (const auto& f : rw.per_func) g.per_func.emplace_back(f.begin() + first, f.begin() + last);
+  return g;
+}
+
+// dynamic_sampling drop | refill: generation batches of GA micro-batches are drawn and scored; the groups
+// whose rewards all agree are left out; refill draws further batches while any rank holds fewer than
+// GA x B groups with spread (the decision is taken by all ranks together, so every rank draws the same
+// prompts count and the sampler positions stay equal), up to max_num_gen_batches. The kept groups are
+// packed into micro-batches of B prompts (the first GA x B; fewer when short, possibly none).
+std::vector<MicroBatch> dynamic_sampling_round(TrainSession& s, int64_t step) {
+  const bool refill = s.cfg.dynamic_sampling == "refill";
+  const auto target = static_cast<size_t>(s.GA * s.B);
+  const auto t_start = Clock::now();
+  std::vector<ScoredGroup> kept;
+  DynamicSamplingStats& ds = s.dynamic_stats;
+  ds = DynamicSamplingStats{};
+  s.ro.step = step;
+  for (;;) {
+    s.ro.gen_batch = ds.gen_batches;
+    for (std::vector<PromptExample>& ex : next_round_examples(s)) {
+      Rollout r = make_rollout(s.policy, *s.tok, ex, s.ro, s.pad_id, s.gen);
+      ds.generated_tokens += r.generated_tokens;
+      const RewardResult rw = score_rollout(s, r);
+      const std::vector<bool> spread = groups_with_reward_spread(rw.total, s.G);
+      for (int64_t b = 0; b < r.num_prompts; ++b) {
+        ds.groups += 1;
+        if (!spread[static_cast<size_t>(b)]) continue;
+        ds.kept += 1;
+        if (kept.size() < target)
+          kept.push_back(group_of(std::move(ex[static_cast<size_t>(b)]), r, rw, b, s.G, s.ro.sampling.eos_token_ids));
+      }
+    }
+    ds.gen_batches += 1;
+    if (!refill) break;
+    at::Tensor short_ranks = at::tensor({kept.size() < target ? 1.0 : 0.0}, at::kDouble);
+    if (s.pg->is_distributed()) s.pg->allreduce(short_ranks);
+    if (short_ranks.item<double>() == 0.0) break;
+    if (s.cfg.max_num_gen_batches > 0 && ds.gen_batches >= s.cfg.max_num_gen_batches) {
+      if (s.is_main)
+        spdlog::warn("step {}: dynamic_sampling refill: {} generation batches (max_num_gen_batches) gave {} of "
+                     "the {} groups with reward spread on rank 0; training on those",
+                     step + 1, ds.gen_batches, kept.size(), target);
+      break;
+    }
+  }
+  s.ro.gen_batch = 0;
+  std::vector<MicroBatch> round;
+  for (size_t k0 = 0; k0 < kept.size(); k0 += static_cast<size_t>(s.B)) {
+    const size_t k1 = std::min(kept.size(), k0 + static_cast<size_t>(s.B));
+    std::vector<PromptExample> exs;
+    std::vector<PromptCompletions> cs;
+    MicroBatch mb;
+    mb.rewards.per_func.resize(s.cfg.reward_funcs.size());
+    for (size_t k = k0; k < k1; ++k) {
+      exs.push_back(kept[k].ex);
+      cs.push_back(kept[k].c);
+      mb.rewards.total.insert(mb.rewards.total.end(), kept[k].total.begin(), kept[k].total.end());
+      for (size_t f = 0; f < kept[k].per_func.size() && f < mb.rewards.per_func.size(); ++f)
+        mb.rewards.per_func[f].insert(mb.rewards.per_func[f].end(), kept[k].per_func[f].begin(),
+                                      kept[k].per_func[f].end());
+    }
+    const auto t0 = Clock::now();
+    mb.r = assemble_rollout(*s.tok, exs, cs, s.ro, s.pad_id);
+    finish_micro_batch(s, mb, t0);
+    round.push_back(std::move(mb));
+  }
+  // The throughput counts every generated group, the dropped ones too: the first micro-batch carries the
+  // generation time and tokens that the kept micro-batches' own figures leave out.
+  double parts_s = 0;
+  int64_t parts_tokens = 0;
+  for (const MicroBatch& mb : round) {
+    parts_s += mb.rollout_s;
+    parts_tokens += mb.r.generated_tokens;
+  }
+  if (!round.empty()) {
+    round.front().rollout_s += std::max(0.0, seconds_since(t_start) - parts_s);
+    round.front().r.generated_tokens += std::max<int64_t>(0, ds.generated_tokens - parts_tokens);
+  }
+  return round;
+}
+
+}  // namespace
+
 std::vector<MicroBatch> generation_round(TrainSession& s, int64_t step) {
+  if (!s.sft && s.cfg.dynamic_sampling != "none") return dynamic_sampling_round(s, step);
   std::vector<MicroBatch> round;
   for (std::vector<PromptExample>& ex : next_round_examples(s)) {
     MicroBatch mb;
@@ -493,39 +639,8 @@ std::vector<MicroBatch> generation_round(TrainSession& s, int64_t step) {
     }
     s.ro.step = step;
     mb.r = make_rollout(s.policy, *s.tok, ex, s.ro, s.pad_id, s.gen);
-    // Token lengths up to and including the first EOS (before mask_truncated_completions), as TRL's
-    // completion_ids_list: for length-based rewards.
-    const at::Tensor len_t = completion_mask(mb.r.completion_ids.cpu(), s.ro.mask_eos_ids).sum(1).to(at::kLong);
-    const std::vector<int64_t> lengths(len_t.data_ptr<int64_t>(), len_t.data_ptr<int64_t>() + len_t.numel());
-    RewardInputs in{mb.r.completions, mb.r.solutions, s.mode};
-    in.completion_lengths = &lengths;
-    in.soft_punish_max_completion_len = s.cfg.resolved_soft_punish_max_completion_len();
-    in.soft_punish_cache = s.cfg.soft_punish_cache;
-    mb.rewards = compute_rewards(in, s.cfg.reward_funcs, s.cfg.reward_weights, *s.registry);
-    at::Tensor rw = at::tensor(mb.rewards.total, at::kDouble).to(at::kFloat);
-    Advantages adv = compute_advantages(rw, s.G, s.scale, 1e-4);
-    mb.advantages = adv.advantages.to(s.device);
-    to_device(mb.r, s.device);
-    mb.reward_std = at::nan_to_num(adv.std.view({-1, s.G}).select(1, 0), 0.0).mean().item<double>();
-    at::NoGradGuard ng;
-    auto t_ref = Clock::now();
-    if (s.ref) {
-      mb.ref_logps = logps_of(s.ref, mb.r);
-    } else if (s.lora && s.cfg.beta != 0.0) {  // the base model: adapters off, eval mode as the reference
-      model::LoraSet::Disabled off(*s.lora);
-      s.policy->eval();
-      mb.ref_logps = logps_of(s.policy, mb.r);
-      s.policy->train();
-    }
-    mb.ref_s = seconds_since(t_ref);
-    if (s.cfg.num_iterations > 1) {
-      auto t_old = Clock::now();
-      s.policy->eval();
-      mb.old_logps = logps_of(s.policy, mb.r);
-      s.policy->train();
-      mb.old_s = seconds_since(t_old);
-    }
-    mb.rollout_s = seconds_since(t0);
+    mb.rewards = score_rollout(s, mb.r);
+    finish_micro_batch(s, mb, t0);
     round.push_back(std::move(mb));
   }
   return round;
@@ -602,6 +717,12 @@ StepMetrics update(TrainSession& s, std::vector<MicroBatch>& round, int64_t step
     }
     s.plo.num_items_in_batch = items;
   }
+  // dynamic_sampling: the round holds as many micro-batches as it kept (at most GA, maybe none), and
+  // their mean is the loss (the dropped groups are out of it); dapo's token normaliser spans the round.
+  const bool dynamic = !s.sft && s.cfg.dynamic_sampling != "none";
+  if (dynamic) m.dynamic = s.dynamic_stats;
+  const double divisor = dynamic && s.divisor != 1 ? static_cast<double>(std::max<size_t>(round.size(), 1))
+                                                   : static_cast<double>(s.divisor);
   for (size_t k = 0; k < round.size(); ++k) {
     MicroBatch& mb = round[k];
     // DDP no_sync: only the last micro-step's backward allreduces (the accumulated) grads.
@@ -632,6 +753,7 @@ StepMetrics update(TrainSession& s, std::vector<MicroBatch>& round, int64_t step
         for (double v : mb.rewards.per_func[f]) m.per_func_sum[f] += std::isnan(v) ? 0.0 : v;
       for (double v : mb.rewards.total) m.reward_sum += std::isnan(v) ? 0.0 : v;
       m.n_completions += static_cast<double>(mb.rewards.total.size());
+      m.n_prompts += static_cast<double>(mb.r.num_prompts);
     }
     if (s.fault_nonfinite_step == step + 1 &&
         (s.fault_nonfinite_rank < 0 || s.fault_nonfinite_rank == s.pg->rank()))
@@ -642,10 +764,10 @@ StepMetrics update(TrainSession& s, std::vector<MicroBatch>& round, int64_t step
     if (!std::isfinite(loss_v) && bad.empty())
       bad = "loss is " + std::to_string(loss_v) + " (micro-batch " + std::to_string(k + 1) +
             " of " + std::to_string(round.size()) + ")";
-    at::Tensor scaled = loss / static_cast<double>(s.divisor);
+    at::Tensor scaled = loss / divisor;
     if (s.sync && k + 1 == round.size()) s.sync->prepare_for_backward(scaled);
     scaled.backward();
-    m.loss += loss_v / static_cast<double>(s.divisor);
+    m.loss += loss_v / divisor;
     m.n_micro += 1;
     m.gen_tokens += static_cast<double>(mb.r.generated_tokens);
     m.rollout_s += mb.rollout_s;
@@ -724,6 +846,12 @@ nlohmann::json metrics_record(const StepMetrics& m, const std::vector<std::strin
   rec["learning_rate"] = lr;
   rec["grad_norm"] = m.grad_norm;
   if (m.skipped) rec["nonfinite_step_skipped"] = 1.0;
+  if (m.dynamic.gen_batches > 0) {
+    rec["dynamic_sampling/gen_batches"] = static_cast<double>(m.dynamic.gen_batches);
+    rec["dynamic_sampling/kept_group_ratio"] =
+        m.dynamic.groups > 0 ? static_cast<double>(m.dynamic.kept) / static_cast<double>(m.dynamic.groups) : 0.0;
+    rec["dynamic_sampling/groups_trained"] = m.n_prompts;
+  }
   rec["step_time"] = step_time;
   rec["rollout_tokens_per_s"] = m.rollout_s > 0 ? m.gen_tokens / m.rollout_s : 0.0;
   rec["train_tokens_per_s"] = m.train_s > 0 ? m.train_tokens / m.train_s : 0.0;

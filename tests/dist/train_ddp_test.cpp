@@ -193,6 +193,68 @@ TEST(TrainDdp, LoraTwoRanksEqualsSingleProcessWithAccumulation) {
   EXPECT_LT(diff, 1e-6);
 }
 
+// DAPO dynamic sampling under data parallelism: refill decides together (every rank draws the same
+// generation batches, so the sampler positions stay equal) and the ranks may train different numbers of
+// micro-batches, none included; the run ends, every trained group has reward spread, and the epoch is the
+// prompts drawn over the shard. Reward: an external Python scorer (completion length mod 3), so some
+// groups of G = 4 one-token completions agree and some do not.
+TEST(TrainDdp, DynamicSamplingRefillTwoRanksDecideTogether) {
+  if (!prerequisites()) GTEST_SKIP() << "needs " << kTrain << " and " << kTokenizer;
+  ScratchDir dir;
+  Fixture fx(dir.path);
+  const fs::path scorer = dir.path / "score.py";
+  std::ofstream(scorer) << "import json, sys\n"
+                           "for line in sys.stdin:\n"
+                           "    d = json.loads(line)\n"
+                           "    print(json.dumps({'rewards': [len(c) % 3 / 2 for c in d['completions']]}), flush=True)\n";
+  std::vector<std::string> args = fx.grpo_args(dir.path / "ddp", 2, 3);
+  for (size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == "--reward_funcs") args[i + 1] = "external:python3 " + scorer.string();
+  args.insert(args.end(), {"--dynamic_sampling", "refill", "--max_num_gen_batches", "3", "--log_completions", "true",
+                           "--nproc-per-node", "2", "--master-port", std::to_string(free_port())});
+  const int rc = wait_for(spawn(args, {}, dir.path / "ddp.log"), 90);
+  ASSERT_EQ(rc, 0) << read_text(dir.path / "ddp.log");
+  const std::vector<nlohmann::json> m = read_metrics(dir.path / "ddp" / "metrics.jsonl");
+  ASSERT_EQ(m.size(), 3u);
+  double drawn = 0;  // prompts per rank
+  for (const nlohmann::json& r : m) {
+    const double gb = r.at("dynamic_sampling/gen_batches").get<double>();
+    std::printf("[ddp] refill step %lld: %g generation batches, kept ratio %.3f, groups trained per rank %.2f\n",
+                static_cast<long long>(r.at("step").get<int64_t>()), gb,
+                r.at("dynamic_sampling/kept_group_ratio").get<double>(),
+                r.at("dynamic_sampling/groups_trained").get<double>());
+    EXPECT_EQ(gb, std::round(gb)) << "the ranks drew different numbers of generation batches";
+    EXPECT_GE(gb, 1.0);
+    EXPECT_LE(gb, 3.0);
+    EXPECT_LE(r.at("dynamic_sampling/groups_trained").get<double>(), 2.0);
+    drawn += gb * 2;  // GA 2 x B 1 prompts per generation batch
+  }
+  EXPECT_NEAR(m.back().at("epoch").get<double>(), drawn / 2.0, 1e-9);  // 4 records: 2 per rank
+  // Rank 0's rows, a group's 4 in a row: each trained group's rewards differ, and a prompt drawn twice in
+  // a step (refill crossed an epoch) got new samples the second time.
+  std::vector<nlohmann::json> rows;
+  std::ifstream f(dir.path / "ddp" / "completions.jsonl");
+  for (std::string line; std::getline(f, line);)
+    if (!line.empty()) rows.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(rows.size() % 4, 0u);
+  std::map<std::pair<int64_t, int64_t>, std::vector<std::string>> seen;  // (step, prompt) -> completions
+  for (size_t g = 0; g < rows.size(); g += 4) {
+    std::vector<double> r;
+    std::string texts;
+    for (size_t i = g; i < g + 4; ++i) {
+      EXPECT_EQ(rows[i].at("prompt_index"), rows[g].at("prompt_index"));
+      EXPECT_EQ(rows[i].at("generation").get<size_t>(), i - g);
+      r.push_back(rows[i].at("reward").get<double>());
+      texts += rows[i].at("completion").get<std::string>() + "\x1f";
+    }
+    const std::pair<int64_t, int64_t> key{rows[g].at("step").get<int64_t>(), rows[g].at("prompt_index").get<int64_t>()};
+    EXPECT_GT(*std::max_element(r.begin(), r.end()), *std::min_element(r.begin(), r.end()))
+        << "step " << key.first << " prompt " << key.second << " has no reward spread but was trained";
+    for (const std::string& before : seen[key]) EXPECT_NE(before, texts) << "step " << key.first << " prompt " << key.second << " trained twice on the same samples";
+    seen[key].push_back(texts);
+  }
+}
+
 TEST(TrainDdp, KilledRankMakesTheOtherFailWithMessage) {
   if (!prerequisites()) GTEST_SKIP() << "needs " << kTrain << " and " << kTokenizer;
   ScratchDir dir;

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 namespace medr1::rl {
 
@@ -33,5 +34,11 @@ struct Advantages {
 Advantages compute_advantages(const at::Tensor& rewards, int64_t num_generations,
                               ScaleRewards scale_rewards = ScaleRewards::group,
                               double std_eps = 1e-4);
+
+// DAPO dynamic sampling's test (verl filter_groups with metric seq_reward): for each of the
+// rewards.size() / G groups, whether its rewards differ (std > 0), NaN rewards ignored; a group
+// with fewer than 2 valid rewards has no spread. A group without spread has advantage 0 for every
+// completion, so its policy-gradient term is 0.
+std::vector<bool> groups_with_reward_spread(const std::vector<double>& rewards, int64_t num_generations);
 
 }  // namespace medr1::rl

@@ -60,6 +60,8 @@ struct GRPOConfig {
   std::vector<std::string> reward_funcs;
   std::vector<double> reward_weights;
   int64_t soft_punish_max_completion_len, soft_punish_cache;  // reward soft_overlong_punishment
+  std::string dynamic_sampling;  // DAPO dynamic sampling: none | drop | refill
+  int64_t max_num_gen_batches;   // refill: generation batches per step at most (verl filter_groups)
 
   GRPOConfig();  // every field at its visit_fields default
 
@@ -179,6 +181,14 @@ struct GRPOConfig {
       "reward soft_overlong_punishment (DAPO): L_max in tokens (0 = max_completion_length)");
     v(c.soft_punish_cache, "soft_punish_cache", int64_t{0},
       "reward soft_overlong_punishment: L_cache, the length band below L_max punished linearly");
+    v(c.dynamic_sampling, "dynamic_sampling", S{"none"},
+      "DAPO dynamic sampling of the groups whose rewards all agree (std 0, no signal): none = train on "
+      "them | drop = leave them out of the loss | refill = also generate more prompts until "
+      "per_device_train_batch_size x gradient_accumulation_steps groups with signal per rank (verl "
+      "filter_groups)");
+    v(c.max_num_gen_batches, "max_num_gen_batches", int64_t{10},
+      "dynamic_sampling refill: generation batches per step at most (0 = no limit); a step that "
+      "reaches it trains on the groups it has, with a warning (verl's name)");
   }
   template <class V>
   void visit(V&& v) {

@@ -46,8 +46,10 @@ using GenerateFn = std::function<generate::GenerationOutput(model::Qwen2VLForCon
                                                             const generate::SamplingParams&)>;
 GenerateFn default_generate_fn();
 
-// Sampling seed of one prompt's G completions: a SplitMix64 mix of (seed, step, dataset index).
-uint64_t rollout_seed(uint64_t seed, int64_t step, int64_t dataset_index);
+// Sampling seed of one prompt's G completions: a SplitMix64 mix of (seed, step, dataset index), and of the
+// generation batch of the step when it is not the first (dynamic_sampling refill may draw a prompt twice in
+// one step: its second group must be new samples).
+uint64_t rollout_seed(uint64_t seed, int64_t step, int64_t dataset_index, int64_t gen_batch = 0);
 
 struct RolloutOptions {
   int64_t num_generations = 4;
@@ -57,6 +59,7 @@ struct RolloutOptions {
   bool mask_truncated_completions = false;
   uint64_t seed = 42;
   int64_t step = 0;                           // optimizer step the rollout belongs to
+  int64_t gen_batch = 0;                      // generation batch of the step (dynamic_sampling refill)
 };
 
 // A micro-batch ready for the loss forward.
@@ -80,6 +83,23 @@ struct Rollout {
 Rollout make_rollout(model::Qwen2VLForConditionalGeneration& policy, const tokenizer::Tokenizer& tok,
                      const std::vector<PromptExample>& examples, const RolloutOptions& opt, int64_t pad_id,
                      const GenerateFn& gen);
+
+// make_rollout in two halves, for callers that choose among generated groups before assembling a batch
+// (dynamic sampling). One prompt's G completions: new tokens [G, t] (pad_id after each row's end).
+struct PromptCompletions {
+  at::Tensor new_tokens;
+  int64_t generated_tokens = 0;  // sum of the G generation lengths
+};
+// Generates the G completions of `ex`, seeded by rollout_seed(opt.seed, opt.step, ex.dataset_index, opt.gen_batch), from the
+// untruncated prompt. The caller holds the policy in eval mode under no-grad (make_rollout does).
+PromptCompletions generate_completions(model::Qwen2VLForConditionalGeneration& policy,
+                                       const tokenizer::Tokenizer& tok, const PromptExample& ex,
+                                       const RolloutOptions& opt, int64_t pad_id, const GenerateFn& gen);
+// The loss-side batch of `examples` and their completions (one entry each, rows G = opt.num_generations):
+// completions right-padded to the longest, completion mask, decoded texts, solutions, the prompt side.
+Rollout assemble_rollout(const tokenizer::Tokenizer& tok, const std::vector<PromptExample>& examples,
+                         const std::vector<PromptCompletions>& completions, const RolloutOptions& opt,
+                         int64_t pad_id);
 
 // Builds the SFT-side batch of the same examples: completion = tokenize(solution) + EOS (the target).
 Rollout make_sft_batch(const tokenizer::Tokenizer& tok, const std::vector<PromptExample>& examples,

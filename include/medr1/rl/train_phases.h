@@ -71,16 +71,24 @@ struct MicroBatch {
   double ref_s = 0, old_s = 0;  // of it: reference log-probs, old log-probs
 };
 
+// What dynamic_sampling did in the last generation round (logged as dynamic_sampling/*).
+struct DynamicSamplingStats {
+  int64_t gen_batches = 0;       // generation batches of GA x B prompts drawn
+  int64_t groups = 0, kept = 0;  // groups generated, of them with reward spread (all, also beyond GA x B)
+  int64_t generated_tokens = 0;  // of every generated group
+};
+
 // Sums over the micro-batches of one optimizer step.
 struct StepMetrics {
   double loss = 0, kl = 0, clip = 0, completion_length = 0, reward_std = 0;
   std::vector<double> per_func_sum;
-  double reward_sum = 0, n_completions = 0, n_micro = 0;
+  double reward_sum = 0, n_completions = 0, n_prompts = 0, n_micro = 0;
   double gen_tokens = 0, rollout_s = 0, train_tokens = 0, train_s = 0;
   double grad_norm = 0;  // global L2 norm before clipping
   double entropy = 0, n_entropy = 0;  // top_entropy_quantile < 1: masked mean token entropy per micro-batch
   bool skipped =
       false;  // non-finite loss / gradient with skip_nonfinite_steps: no optimizer update
+  DynamicSamplingStats dynamic;  // dynamic_sampling != none: of the round trained on (gen_batches 0 = off)
 };
 
 // Everything set_up builds and the other phases use.
@@ -124,6 +132,7 @@ struct TrainSession {
   int64_t divisor = 1;  // of every micro-batch loss (HF's training_step divides by GA)
   PolicyLossOptions plo;
   TrainerState st;  // global step, sampler position, log history (restored on resume)
+  DynamicSamplingStats dynamic_stats;  // of the last generation round (dynamic_sampling != none)
 };
 
 // Parameter freezing (R1-V / open-r1 `freeze_vision_modules`, verl's freeze_vision_tower; and its mirror
@@ -150,6 +159,10 @@ double set_step_learning_rate(TrainSession& s, int64_t step);
 
 // The GA micro-batches of the next prompts (an epoch's last round may hold fewer): rollouts,
 // rewards, advantages, reference and old log-probs (GRPO), or the SFT targets.
+// dynamic_sampling drop: the groups whose rewards all agree (groups_with_reward_spread false) are left out
+// and the rest packed into micro-batches of B prompts (fewer, possibly none); refill: further generation
+// batches are drawn (the same number on every rank) until each rank has GA x B groups with spread or
+// max_num_gen_batches is reached. s.dynamic_stats says what happened.
 std::vector<MicroBatch> generation_round(TrainSession& s, int64_t step);
 
 // Forward / backward of every micro-batch (grads averaged over ranks on the last one), bf16 -> fp32
