@@ -202,6 +202,10 @@ int main(int argc, char** argv) {
     for (auto [name, n] : {std::pair<const char*, double>{"2B (Qwen2-VL-2B, 2.21 B)", 2.21e9},
                            std::pair<const char*, double>{"3B (Qwen2.5-VL-3B, 3.75 B)", 3.75e9},
                            std::pair<const char*, double>{"7B (Qwen2.5-VL-7B, 8.29 B)", 8.29e9}}) {
+      if (!use_peft) {  // the adapters' share is only known from a LoRA run
+        std::printf("  %-28s full fine-tuning %5.1f GB   (LoRA: run with --use-peft 1)\n", name, n * 22 / 1e9);
+        continue;
+      }
       const double lora_frac = static_cast<double>(trainable) / static_cast<double>(params);
       std::printf("  %-28s LoRA r %lld ~ %5.1f GB   full fine-tuning %5.1f GB\n", name, static_cast<long long>(r),
                   n * 2 / 1e9 + n * lora_frac * 20 / 1e9, n * 22 / 1e9);
