@@ -68,6 +68,22 @@ GRPOConfig dynamic_config(const std::string& model, const std::string& data, con
   return c;
 }
 
+// A temp folder with the tiny model, and hooks scoring with `reg` (model "": the tokenizer fixture is missing).
+struct DynamicRun {
+  fs::path root;
+  std::string model;
+  RewardRegistry reg;
+  TrainerHooks h;
+  DynamicRun(const std::string& tag, RewardRegistry r)
+      : root(test::make_temp_dir(tag)), model(test::make_tiny_model_dir(root)), reg(std::move(r)) {
+    h.progress_bar = false;
+    h.rewards = &reg;
+  }
+  DynamicRun(const DynamicRun&) = delete;
+  DynamicRun& operator=(const DynamicRun&) = delete;
+  ~DynamicRun() { fs::remove_all(root); }
+};
+
 TEST(GroupsWithRewardSpread, StdAboveZeroNanIgnored) {
   const double nan = std::nan("");
   EXPECT_EQ(groups_with_reward_spread({1, 1, 0, 1, nan, 1, nan, nan, 2, 2.5}, 2),
@@ -77,14 +93,12 @@ TEST(GroupsWithRewardSpread, StdAboveZeroNanIgnored) {
 }
 
 TEST(GrpoTrainerDynamic, DropTrainsExactlyTheGroupsWithSpread) {
-  const auto root = test::make_temp_dir("grpo_dyn_drop");
-  const std::string model = test::make_tiny_model_dir(root);
-  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing";
+  DynamicRun run("grpo_dyn_drop", test::toy_registry());
+  if (run.model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing";
+  const fs::path& root = run.root;
+  const std::string& model = run.model;
+  const TrainerHooks& h = run.h;
   const std::string data = test::make_demo_slice(root, 8);
-  const RewardRegistry reg = test::toy_registry();
-  TrainerHooks h;
-  h.progress_bar = false;
-  h.rewards = &reg;
 
   GRPOConfig plain = dynamic_config(model, data, root / "plain");
   const TrainResult rp = train(plain, h);
@@ -117,17 +131,14 @@ TEST(GrpoTrainerDynamic, DropTrainsExactlyTheGroupsWithSpread) {
                    static_cast<double>(with_spread) / 4.0);
   EXPECT_DOUBLE_EQ(rec.at("dynamic_sampling/groups_trained").get<double>(), static_cast<double>(with_spread));
   EXPECT_FALSE(rp.log_history.at(0).contains("dynamic_sampling/gen_batches"));
-  fs::remove_all(root);
 }
 
 TEST(GrpoTrainerDynamic, RefillFillsTheBatchWithGroupsWithSpread) {
-  const auto root = test::make_temp_dir("grpo_dyn_refill");
-  const std::string model = test::make_tiny_model_dir(root);
-  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing";
-  const RewardRegistry reg = test::toy_registry();
-  TrainerHooks h;
-  h.progress_bar = false;
-  h.rewards = &reg;
+  DynamicRun run("grpo_dyn_refill", test::toy_registry());
+  if (run.model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing";
+  const fs::path& root = run.root;
+  const std::string& model = run.model;
+  const TrainerHooks& h = run.h;
   GRPOConfig c = dynamic_config(model, test::make_demo_slice(root, 32), root / "out");
   c.dynamic_sampling = "refill";
   c.max_num_gen_batches = 8;  // 32 prompts: the sampler has 8 batches of GA x B = 4 per epoch
@@ -159,19 +170,16 @@ TEST(GrpoTrainerDynamic, RefillFillsTheBatchWithGroupsWithSpread) {
   }
   // The sampler moved by every prompt the generation batches drew (epoch = consumed / 32).
   EXPECT_NEAR(r.log_history.at(1).at("epoch").get<double>(), consumed / 32.0, 1e-9);
-  fs::remove_all(root);
 }
 
 // A refill run resumed from checkpoint-1 ends bit-identical to the uninterrupted one (the sampler position
 // after the extra generation batches and the rollout seeds are restored).
 TEST(GrpoTrainerDynamic, RefillResumeIsBitIdentical) {
-  const auto root = test::make_temp_dir("grpo_dyn_resume");
-  const std::string model = test::make_tiny_model_dir(root);
-  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing";
-  const RewardRegistry reg = test::toy_registry();
-  TrainerHooks h;
-  h.progress_bar = false;
-  h.rewards = &reg;
+  DynamicRun run("grpo_dyn_resume", test::toy_registry());
+  if (run.model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing";
+  const fs::path& root = run.root;
+  const std::string& model = run.model;
+  const TrainerHooks& h = run.h;
   GRPOConfig c = dynamic_config(model, test::make_demo_slice(root, 12), root / "full");
   c.dynamic_sampling = "refill";
   c.max_steps = 3;
@@ -193,18 +201,16 @@ TEST(GrpoTrainerDynamic, RefillResumeIsBitIdentical) {
   std::printf("refill gen_batches per step: %g %g %g\n", r1.log_history[0]["dynamic_sampling/gen_batches"].get<double>(),
               r1.log_history[1]["dynamic_sampling/gen_batches"].get<double>(),
               r1.log_history[2]["dynamic_sampling/gen_batches"].get<double>());
-  fs::remove_all(root);
 }
 
 TEST(GrpoTrainerDynamic, NoSpreadAnywhereTrainsNothingAndStopsAtTheBudget) {
-  const auto root = test::make_temp_dir("grpo_dyn_none");
-  const std::string model = test::make_tiny_model_dir(root);
-  if (model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing";
-  RewardRegistry reg = default_registry();
-  reg.add("accuracy", [](const RewardInputs& in) { return std::vector<double>(in.completions.size(), 1.0); });
-  TrainerHooks h;
-  h.progress_bar = false;
-  h.rewards = &reg;
+  RewardRegistry constant = default_registry();
+  constant.add("accuracy", [](const RewardInputs& in) { return std::vector<double>(in.completions.size(), 1.0); });
+  DynamicRun run("grpo_dyn_none", std::move(constant));
+  if (run.model.empty()) GTEST_SKIP() << "tests/data/tokenizer/qwen2vl/tokenizer.json missing";
+  const fs::path& root = run.root;
+  const std::string& model = run.model;
+  const TrainerHooks& h = run.h;
   const std::string data = test::make_demo_slice(root, 16);
   for (const char* mode : {"drop", "refill"}) {
     GRPOConfig c = dynamic_config(model, data, root / mode);
@@ -224,7 +230,6 @@ TEST(GrpoTrainerDynamic, NoSpreadAnywhereTrainsNothingAndStopsAtTheBudget) {
     ASSERT_EQ(before.size(), after.size());
     for (const auto& [name, t] : before) EXPECT_TRUE(t.equal(after.at(name))) << mode << " " << name;
   }
-  fs::remove_all(root);
 }
 
 TEST(GrpoTrainerDynamic, ConfigRefusesWhatCannotWork) {
