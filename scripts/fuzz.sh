@@ -65,15 +65,15 @@ for t in "${LIST[@]}"; do
   rc=0
   "$BUILD/fuzz_$t" "$work/corpus" -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=3072 \
     -malloc_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$@" >"$log" 2>&1 || rc=$?
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
-  [ -n "$execs" ] || execs=$(grep -o '#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
+  execs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  [ -n "$execs" ] || execs=$(grep -ao '#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
   n_art=$(find "$work/artifacts" -type f | wc -l)
   EXECS[$t]="${execs:-0}"
   CRASHES[$t]="$n_art"
   if [ "$rc" != 0 ]; then
     failed=1
     echo "[fuzz] $t: FAILED (exit $rc) after ${execs:-?} executions; the report:" >&2
-    grep -E 'ERROR: |SUMMARY: |runtime error|Test unit written|==[0-9]+== ' "$log" | head -20 >&2 || true
+    grep -aE 'ERROR: |SUMMARY: |runtime error|Test unit written|==[0-9]+== ' "$log" | head -20 >&2 || true
   else
     echo "[fuzz] $t: ${execs:-?} executions, no crash"
   fi
