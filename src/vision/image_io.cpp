@@ -7,6 +7,7 @@
 // object with a destructor between setjmp and the longjmp, and every failure becomes a medr1::Error.
 #include "medr1/vision/image_io.h"
 
+#include <atomic>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
@@ -33,8 +34,10 @@
 namespace medr1::vision {
 namespace {
 
-// Pillow refuses images above 2 * MAX_IMAGE_PIXELS (DecompressionBombError).
-constexpr int64_t kMaxPixels = 2LL * 89478485LL;
+// Pillow's Image.MAX_IMAGE_PIXELS; images above twice it are refused (DecompressionBombError).
+std::atomic<int64_t> g_max_image_pixels{kPillowMaxImagePixels};
+
+int64_t pixel_limit() { return 2 * g_max_image_pixels.load(std::memory_order_relaxed); }
 
 // Assigning through a non-inlined helper avoids a GCC 12 -O3 false positive (-Wstringop-overflow) on
 // std::string::operator=(const char*).
@@ -42,7 +45,7 @@ constexpr int64_t kMaxPixels = 2LL * 89478485LL;
 
 void check_size(int64_t w, int64_t h, const std::string& name) {
   MEDR1_CHECK(w > 0 && h > 0, name, ": image has zero size (", w, "x", h, ")");
-  MEDR1_CHECK(w * h <= kMaxPixels, name, ": image of ", w, "x", h, " pixels exceeds Pillow's limit of ", kMaxPixels,
+  MEDR1_CHECK(w * h <= pixel_limit(), name, ": image of ", w, "x", h, " pixels exceeds Pillow's limit of ", pixel_limit(),
               " pixels (DecompressionBombError)");
 }
 
@@ -105,7 +108,7 @@ bool decode_jpeg_core(const uint8_t* bytes, size_t n, JpegResult* result) {
       jpeg_destroy_decompress(&cinfo);
       return false;
   }
-  if (static_cast<int64_t>(cinfo.image_width) * cinfo.image_height > kMaxPixels) {
+  if (static_cast<int64_t>(cinfo.image_width) * cinfo.image_height > pixel_limit()) {
     std::snprintf(result->message, sizeof(result->message), "image of %ux%u pixels exceeds Pillow's limit",
                   cinfo.image_width, cinfo.image_height);
     jpeg_destroy_decompress(&cinfo);
@@ -229,7 +232,7 @@ bool decode_png_core(const uint8_t* bytes, size_t n, PngResult* res, PngReader* 
   int interlace = 0;
   png_get_IHDR(png, info, &res->width, &res->height, &res->bit_depth, &res->color_type, &interlace, nullptr,
                nullptr);
-  if (static_cast<int64_t>(res->width) * res->height > kMaxPixels) {
+  if (static_cast<int64_t>(res->width) * res->height > pixel_limit()) {
     std::snprintf(reader->message, sizeof(reader->message), "image of %ux%u pixels exceeds Pillow's limit",
                   res->width, res->height);
     png_destroy_read_struct(&png, &info, nullptr);
@@ -572,7 +575,7 @@ void check_bmp_not_truncated(const uint8_t* b, size_t n, const std::string& name
     bpp = u16(28);
   }
   if (bpp != 1 && bpp != 4 && bpp != 8 && bpp != 24 && bpp != 32) return;
-  if (w <= 0 || h <= 0 || w * h > kMaxPixels) return;  // stb / check_size refuse these
+  if (w <= 0 || h <= 0 || w * h > pixel_limit()) return;  // stb / check_size refuse these
   const int64_t stride = (w * bpp + 31) / 32 * 4;
   const int64_t need = static_cast<int64_t>(u32(10)) + stride * (h - 1) + (w * bpp + 7) / 8;
   MEDR1_CHECK(static_cast<int64_t>(n) >= need, name, ": image file is truncated (BMP of ", w, "x", h, " at ", bpp,
@@ -605,6 +608,13 @@ RgbImage decode_stb(const uint8_t* bytes, size_t n, const std::string& name, con
 }
 
 }  // namespace
+
+int64_t max_image_pixels() { return g_max_image_pixels.load(std::memory_order_relaxed); }
+
+void set_max_image_pixels(int64_t pixels) {
+  MEDR1_CHECK(pixels > 0 && pixels <= (int64_t{1} << 40), "max_image_pixels must be in 1..2^40, got ", pixels);
+  g_max_image_pixels.store(pixels, std::memory_order_relaxed);
+}
 
 RgbImage decode_image_rgb(const uint8_t* bytes, size_t n, const std::string& name_for_errors) {
   const std::string& name = name_for_errors;

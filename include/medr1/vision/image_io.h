@@ -32,6 +32,14 @@ RgbImage load_image_rgb(const std::string& path);
 // Same on bytes already in memory; `name_for_errors` is what error messages call the file.
 RgbImage decode_image_rgb(const uint8_t* bytes, size_t n, const std::string& name_for_errors);
 
+// Pillow's Image.MAX_IMAGE_PIXELS (default 89478485): every decoder refuses, before allocating, an image of
+// more than twice this many pixels (Pillow's DecompressionBombError). Process-wide, thread-safe; the setter
+// takes 1..2^40 (a lower limit for untrusted files, or for the fuzz target, which would otherwise spend
+// seconds per 90-Mpx image declared by a 200-byte JPEG).
+inline constexpr int64_t kPillowMaxImagePixels = 89478485;
+int64_t max_image_pixels();
+void set_max_image_pixels(int64_t pixels);
+
 // Writes an RGB PNG (libpng). Errors name the path.
 void write_png(const std::string& path, const RgbImage& img);
 

@@ -218,6 +218,35 @@ TEST(ImageDecode, GifWithoutAnyPaletteIsGrey) {
   EXPECT_EQ(img.data, expect);
 }
 
+// Image.MAX_IMAGE_PIXELS: every format refuses an image of more than twice the limit before decoding it, and
+// decodes one of exactly twice the limit; the setter refuses a limit below 1.
+TEST(ImageDecode, MaxImagePixelsAppliesToEveryFormat) {
+  struct Restore {
+    ~Restore() { set_max_image_pixels(kPillowMaxImagePixels); }
+  } restore;
+  EXPECT_EQ(max_image_pixels(), kPillowMaxImagePixels);
+  size_t lzw_at = 0;
+  const std::vector<std::pair<std::string, std::vector<uint8_t>>> files = {
+      {"retina.jpg", read_bytes(kImages + "retina.jpg")},
+      {"cell.png", read_bytes(kImages + "cell.png")},
+      {"ok.bmp", bmp24_header(30, 20, 19 * 92 + 90)},
+      {"hand.gif", hand_gif(true, &lzw_at)}};
+  for (const auto& [name, bytes] : files) {
+    const RgbImage full = decode_image_rgb(bytes.data(), bytes.size(), name);
+    const int64_t px = full.width * full.height;
+    ASSERT_GT(px, 1) << name;
+    set_max_image_pixels((px + 1) / 2);  // 2 * limit >= px: decodes, the same pixels
+    EXPECT_EQ(decode_image_rgb(bytes.data(), bytes.size(), name).data, full.data) << name;
+    set_max_image_pixels((px - 1) / 2);  // 2 * limit < px: refused
+    const std::string why = refusal(bytes, name);
+    EXPECT_NE(why.find(name), std::string::npos) << why;
+    EXPECT_NE(why.find("exceeds Pillow's limit"), std::string::npos) << name << ": " << why;
+    set_max_image_pixels(kPillowMaxImagePixels);
+  }
+  EXPECT_THROW(set_max_image_pixels(0), Error);
+  EXPECT_EQ(max_image_pixels(), kPillowMaxImagePixels);
+}
+
 TEST(ResizeBicubic, SameSizeIsExactCopyAndOneAxisPass) {
   RgbImage img = load_image_rgb(kImages + "rgba.png");  // 130 x 90
   RgbImage same = resize_bicubic(img, img.width, img.height);
