@@ -112,9 +112,21 @@ std::vector<at::Tensor> linear_group(const at::Tensor& x, const std::vector<at::
   }
   std::vector<at::Tensor> out;
   if (!all) {
+    // ATen's linear on a [.., T, K] input that needs grad and is not contiguous (a slice of the hidden states,
+    // as lm_logits takes from the completion's first position) does not fold into one GEMM: matmul expands the
+    // weight to [N, K, V] and oneDNN's bmm copies it whole, N times per call (1.9 GB for the 2B vocabulary
+    // head at N = 4). As [M, K] rows it is one GEMM; the row copy is small.
+    const bool fold = x.dim() > 2;
+    const at::Tensor x2 = fold ? x.reshape({-1, x.size(-1)}) : x;
     for (size_t i = 0; i < weights.size(); ++i) {
       const at::Tensor b = bias_of(i);
-      out.push_back(b.defined() ? at::linear(x, weights[i], b) : at::linear(x, weights[i]));
+      at::Tensor y = b.defined() ? at::linear(x2, weights[i], b) : at::linear(x2, weights[i]);
+      if (fold) {
+        std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+        shape.back() = weights[i].size(0);
+        y = y.view(shape);
+      }
+      out.push_back(std::move(y));
     }
     return out;
   }

@@ -1,5 +1,5 @@
 // medr1-bench-generate: greedy generation on a Qwen2-VL-2B-shaped model with random weights (one 384x384 image ->
-// 196 merged image tokens, plus 60 text tokens per prompt), as /work/shared/peer/hf_bench.py measures transformers:
+// 196 merged image tokens, plus 60 text tokens per prompt), as tests/bench/peer/hf_generate.py measures transformers:
 // prefill tok/s = B*S / prefill time, decode tok/s = B*(N) / (generate(N+1) - generate(1)). Next to them, ceilings
 // measured in the same run: decode vs streaming the decoder + lm_head weights once per step at the measured read
 // bandwidth, prefill vs the measured matmul FLOP/s on the decoder's MLP shape. One JSON line per run.

@@ -4,8 +4,14 @@
 // (rollout: prefill + decode of G samples; reference log-probs; loss forward + backward; clipping + optimizer;
 // checkpoint save) and the process's peak RSS after each, plus the memory accounting of LoRA vs full fine-tuning
 // for 2B / 3B / 7B. The checkpoint is written by a child process, so its memory is not in the peak.
+// With --peer (default: the project's .venv-peer python running tests/bench/peer/hf_grpo_step.py, Med-R1's step in
+// transformers 4.49 + PEFT + torch AdamW) the same step runs next, on the same checkpoint, image, G and length, and
+// a side-by-side table prints each phase's seconds and the ratio peer / medr1; then the matmul ceiling of the run's
+// dtype measured in the same sitting, and the fraction of it the loss forward + backward reaches (model FLOPs:
+// 2 x params x tokens forward, x3 with backward, +1 forward with activation checkpointing).
 // A benchmark, not a test: nothing is asserted.
 //   medr1-bench-grpo --work /tmp/grpo2b [--use-peft 1] [--bf16 1] [--gradient-checkpointing 1] [--layers 28]
+//                    [--peer ""  (none) | --peer "CMD"]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
@@ -14,10 +20,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "ceilings.h"
@@ -90,15 +99,53 @@ void write_model(const fs::path& dir, int64_t layers, int64_t vdepth) {
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("model writer failed");
 }
 
+constexpr const char* kProblem =
+    "Which imaging modality is shown in this image? A)CT, B)MRI, C)X-Ray, D)Fundus Photography, E)Ultrasound";
+
 // One record: a demo image resized to 384x384 (Pillow bicubic), Med-R1's problem format.
 std::string write_data(const fs::path& dir) {
   const fs::path demo = fs::path(MEDR1_SOURCE_DIR) / "data" / "demo";
   medr1::vision::RgbImage img = medr1::vision::load_image_rgb((demo / "Images/Synthetic CT Phantom/ct_000.png").string());
   medr1::vision::write_png((dir / "ct_384.png").string(), medr1::vision::resize_bicubic(img, 384, 384));
   std::ofstream f(dir / "train.json");
-  f << R"([{"image": "ct_384.png", "problem": "Which imaging modality is shown in this image? A)CT, B)MRI, )"
-       R"(C)X-Ray, D)Fundus Photography, E)Ultrasound", "solution": "<answer> A </answer>"}])";
+  nlohmann::json rec = {{"image", "ct_384.png"}, {"problem", kProblem}, {"solution", "<answer> A </answer>"}};
+  f << nlohmann::json::array({rec}).dump();
   return (dir / "train.json").string();
+}
+
+// The peer's JSON line (the last line of its stdout that starts with '{').
+nlohmann::json run_peer(const std::string& cmd) {
+  std::printf("peer: %s\n", cmd.c_str());
+  std::fflush(stdout);
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) throw std::runtime_error("cannot start the peer: " + cmd);
+  std::string line, last;
+  char buf[4096];
+  while (std::fgets(buf, sizeof(buf), p)) {
+    line.append(buf);
+    if (!line.empty() && line.back() == '\n') {
+      if (line[0] == '{') last = line;
+      line.clear();
+    }
+  }
+  if (!line.empty() && line[0] == '{') last = line;
+  const int rc = pclose(p);
+  if (rc != 0 || last.empty())
+    throw std::runtime_error("the peer failed (exit status " + std::to_string(rc) + ", no JSON line): " + cmd);
+  return nlohmann::json::parse(last);
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      q.append("'\\''");
+    } else {
+      q.push_back(c);
+    }
+  }
+  q.push_back('\'');
+  return q;
 }
 
 }  // namespace
@@ -109,6 +156,8 @@ int main(int argc, char** argv) {
   int64_t layers = 28, vdepth = 32, G = 4, new_tokens = 64, r = 16;
   int threads = 0;
   bool use_peft = true, bf16 = true, ckpt = true, save = true;
+  std::string peer = std::string(MEDR1_SOURCE_DIR) + "/.venv-peer/bin/python " + MEDR1_SOURCE_DIR +
+                     "/tests/bench/peer/hf_grpo_step.py";
   app.add_option("--work", work, "folder for the model, data and run");
   app.add_option("--layers", layers, "decoder layers (2B: 28)");
   app.add_option("--vision-depth", vdepth, "vision blocks (2B: 32)");
@@ -121,6 +170,7 @@ int main(int argc, char** argv) {
   app.add_option("--gradient-checkpointing", ckpt, "activation checkpointing");
   app.add_option("--save", save, "time a checkpoint save");
   app.add_option("--threads", threads, "intra-op threads (0 = default)");
+  app.add_option("--peer", peer, "peer command run on the same step (empty: none)");
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) at::set_num_threads(threads);
   try {
@@ -157,7 +207,9 @@ int main(int argc, char** argv) {
                 use_peft ? ("LoRA r " + std::to_string(r)).c_str() : "full fine-tuning", ckpt ? "on" : "off",
                 at::get_num_threads());
     std::printf("%-34s %9s %14s %12s\n", "phase", "seconds", "peak RSS GiB", "RSS GiB");
-    auto row = [](const char* name, double s) {
+    std::map<std::string, double> ours;
+    auto row = [&ours](const char* name, double s) {
+      ours[name] = s;
       std::printf("%-34s %9.1f %14.2f %12.2f\n", name, s, peak_rss_gb(), current_rss_gb());
       std::fflush(stdout);
     };
@@ -173,11 +225,12 @@ int main(int argc, char** argv) {
     t0 = Clock::now();
     std::vector<medr1::rl::MicroBatch> round = medr1::rl::generation_round(*s, 0);
     const double round_s = secs(t0);
-    double ref_s = 0, gen_tokens = 0, prompt_tokens = 0;
+    double ref_s = 0, gen_tokens = 0, prompt_tokens = 0, completion_cols = 0;
     for (const auto& mb : round) {
       ref_s += mb.ref_s;
       gen_tokens += static_cast<double>(mb.r.generated_tokens);
       prompt_tokens = static_cast<double>(mb.r.prompt_ids.size(1));
+      completion_cols = static_cast<double>(mb.r.completion_ids.size(1));
     }
     row("rollout (prefill + decode, rewards)", round_s - ref_s);
     row("reference log-probs (adapters off)", ref_s);
@@ -209,6 +262,69 @@ int main(int argc, char** argv) {
       const double lora_frac = static_cast<double>(trainable) / static_cast<double>(params);
       std::printf("  %-28s LoRA r %lld ~ %5.1f GB   full fine-tuning %5.1f GB\n", name, static_cast<long long>(r),
                   n * 2 / 1e9 + n * lora_frac * 20 / 1e9, n * 22 / 1e9);
+    }
+    // Model FLOPs of the loss forward: decoder weights over every prompt + completion position of the G rows,
+    // the vocabulary head over the completion positions, the vision tower once per image (784 patches at
+    // 384x384); attention scores left out. Backward: dX for every weight, dW only for trainable ones (LoRA: the
+    // frozen weights' dW is not needed); activation checkpointing adds one forward.
+    double dec = 0, vis = 0, head = 0;
+    for (const auto& p : s->policy->named_parameters()) {
+      const std::string& n = p.key();
+      const double k = static_cast<double>(p.value().numel());
+      if (n.rfind("visual.", 0) == 0) {
+        vis += k;
+      } else if (n.find("embed_tokens") != std::string::npos || n.rfind("lm_head", 0) == 0) {
+        head = std::max(head, k);
+      } else {
+        dec += k;
+      }
+    }
+    const double Gd = static_cast<double>(G);
+    const double fwd = 2 * dec * Gd * (prompt_tokens + completion_cols) + 2 * head * Gd * completion_cols + 2 * vis * 784;
+    const double loss_flops = fwd * ((use_peft ? 2.0 : 3.0) + (ckpt ? 1.0 : 0.0));
+    const at::ScalarType mdt = bf16 ? at::kBFloat16 : at::kFloat;
+    const double peak = medr1::bench::matmul_flops_per_s(1024, 1536, 8960, mdt);
+    const double bw = medr1::bench::read_bandwidth(int64_t{1} << 30);
+    std::printf("ceilings measured now: %s matmul [1024x1536]x[1536x8960] %.1f GFLOP/s, read bandwidth %.1f GB/s\n",
+                bf16 ? "bf16" : "fp32", peak / 1e9, bw / 1e9);
+    std::printf("loss forward + backward: %.1f GFLOP of model FLOPs in %.1f s = %.1f GFLOP/s, %.2f of the matmul "
+                "ceiling\n",
+                loss_flops / 1e9, m.train_s, loss_flops / m.train_s / 1e9, loss_flops / m.train_s / peak);
+    const double ref_flops = fwd;
+    std::printf("reference log-probs: %.1f GFLOP in %.1f s = %.2f of the matmul ceiling\n", ref_flops / 1e9, ref_s,
+                ref_s > 0 ? ref_flops / ref_s / peak : 0.0);
+
+    if (!peer.empty()) {
+      std::string cmd = peer;
+      cmd.append(" --model ").append(shell_quote(model_dir.string()));
+      cmd.append(" --image ").append(shell_quote((root / "ct_384.png").string()));
+      cmd.append(" --problem ").append(shell_quote(kProblem));
+      cmd.append(" --num-generations ").append(std::to_string(G));
+      cmd.append(" --new-tokens ").append(std::to_string(new_tokens));
+      cmd.append(" --use-peft ").append(use_peft ? "1" : "0");
+      cmd.append(" --lora-r ").append(std::to_string(r));
+      cmd.append(" --bf16 ").append(bf16 ? "1" : "0");
+      cmd.append(" --gradient-checkpointing ").append(ckpt ? "1" : "0");
+      cmd.append(" --threads ").append(std::to_string(at::get_num_threads()));
+      const nlohmann::json pj = run_peer(cmd);
+      const nlohmann::json& ps = pj.at("seconds");
+      std::printf("\nside by side, same checkpoint, image, G and length (%s; peer generated %d tokens, medr1 %.0f):\n",
+                  pj.value("peer", std::string("peer")).c_str(), pj.value("generated_tokens", 0), gen_tokens);
+      std::printf("%-36s %9s %9s %12s\n", "phase", "medr1 s", "peer s", "peer/medr1");
+      const std::pair<const char*, const char*> phases[] = {
+          {"rollout (prefill + decode, rewards)", "rollout"},
+          {"reference log-probs (adapters off)", "reference"},
+          {"loss forward + backward", "loss_fwd_bwd"},
+          {"clip + optimizer step", "optimizer"}};
+      double a = 0, b = 0;
+      for (const auto& [ours_name, key] : phases) {
+        const double x = ours[ours_name], y = ps.value(key, 0.0);
+        a += x;
+        b += y;
+        std::printf("%-36s %9.2f %9.2f %11.2fx\n", ours_name, x, y, x > 0 ? y / x : 0.0);
+      }
+      std::printf("%-36s %9.2f %9.2f %11.2fx\n", "GRPO step (the four above)", a, b, a > 0 ? b / a : 0.0);
+      std::printf("peak RSS: medr1 %.2f GiB, peer %.2f GiB\n", peak_rss_gb(), pj.value("peak_rss_gib", 0.0));
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "medr1-bench-grpo: %s\n", e.what());

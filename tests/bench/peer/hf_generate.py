@@ -1,0 +1,89 @@
+"""Peer of medr1-bench-generate: transformers 4.49 greedy generation with the KV cache on a Qwen2-VL-2B-shaped
+model with random weights (depth cut by --layers / --vision-depth), one 384x384 image per prompt (784 patches ->
+196 merged image tokens) plus --text-tokens text tokens, the same prompt layout and timing rule as
+medr1-bench-generate: prefill tok/s = B*S / generate(1), decode tok/s = B*N / (generate(N+1) - generate(1)), after
+one warm-up call. EOS is suppressed (min_new_tokens) so every call makes exactly N tokens. Prints one JSON line.
+
+usage: .venv-peer/bin/python tests/bench/peer/hf_generate.py [--layers 28] [--vision-depth 32] [--batch 1]
+       [--dtype float32|bfloat16] [--new-tokens 8] [--threads 2] [--attn eager|sdpa] [--text-tokens 60]
+"""
+import argparse
+import json
+import time
+
+import torch
+
+import transformers
+from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+IM_START, IM_END, NEWLINE, USER, ASSISTANT = 151644, 151645, 198, 872, 77091
+VISION_START, VISION_END, IMAGE_PAD = 151652, 151653, 151655
+
+
+def config(layers, vision_depth):
+    # Qwen2-VL-2B-Instruct's config.json, depth cut.
+    return Qwen2VLConfig(
+        vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=layers,
+        num_attention_heads=12, num_key_value_heads=2, hidden_act="silu", max_position_embeddings=32768,
+        rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True, use_sliding_window=False,
+        rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]}, bos_token_id=151643, eos_token_id=IM_END,
+        vision_start_token_id=VISION_START, vision_end_token_id=VISION_END, vision_token_id=151654,
+        image_token_id=IMAGE_PAD, video_token_id=151656,
+        vision_config={"depth": vision_depth, "embed_dim": 1280, "hidden_size": 1536, "hidden_act": "quick_gelu",
+                       "mlp_ratio": 4, "num_heads": 16, "in_channels": 3, "patch_size": 14,
+                       "spatial_merge_size": 2, "temporal_patch_size": 2})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--layers", type=int, default=28)
+    ap.add_argument("--vision-depth", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "fp32", "bf16"])
+    ap.add_argument("--new-tokens", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--attn", default="eager", choices=["eager", "sdpa"])
+    ap.add_argument("--text-tokens", type=int, default=60)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    dtype = torch.bfloat16 if a.dtype in ("bfloat16", "bf16") else torch.float32
+
+    cfg = config(a.layers, a.vision_depth)
+    cfg._attn_implementation = a.attn
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model = Qwen2VLForConditionalGeneration(cfg).to(dtype).eval()
+
+    g = torch.Generator().manual_seed(1)
+    text = torch.randint(0, 150000, (a.text_tokens,), generator=g)
+    one = torch.cat([torch.tensor([IM_START, USER, NEWLINE, VISION_START]), torch.full((196,), IMAGE_PAD),
+                     torch.tensor([VISION_END]), text, torch.tensor([IM_END, NEWLINE, IM_START, ASSISTANT, NEWLINE])])
+    input_ids = one.unsqueeze(0).repeat(a.batch, 1)
+    attention_mask = torch.ones_like(input_ids)
+    pixel_values = torch.randn(784 * a.batch, 1176, generator=g).to(dtype)
+    grid = torch.tensor([[1, 28, 28]] * a.batch)
+    S = input_ids.size(1)
+
+    def generate(n):
+        t0 = time.perf_counter()
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                             image_grid_thw=grid, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        assert out.size(1) == S + n
+        return time.perf_counter() - t0
+
+    with torch.no_grad():
+        generate(1)
+        t1 = generate(1)
+        tn = generate(a.new_tokens + 1)
+    decode_s = max(tn - t1, 1e-9)
+    print(json.dumps({
+        "peer": f"transformers {transformers.__version__} ({a.attn}) + torch {torch.__version__}",
+        "dtype": "bf16" if dtype == torch.bfloat16 else "fp32", "threads": a.threads, "layers": a.layers,
+        "vision_depth": a.vision_depth, "params": sum(p.numel() for p in model.parameters()), "batch": a.batch,
+        "prompt_tokens": S, "new_tokens": a.new_tokens, "prefill_s": round(t1, 4),
+        "prefill_tok_s": round(a.batch * S / t1, 3), "decode_tok_s": round(a.batch * a.new_tokens / decode_s, 3),
+        "generate_s": round(tn, 4)}))
+
+
+if __name__ == "__main__":
+    main()
