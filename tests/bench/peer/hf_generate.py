@@ -1,6 +1,6 @@
 """Peer of medr1-bench-generate: transformers 4.49 greedy generation with the KV cache on a Qwen2-VL-2B-shaped
 model with random weights (depth cut by --layers / --vision-depth), one 384x384 image per prompt (784 patches ->
-196 merged image tokens) plus --text-tokens text tokens, the same prompt layout and timing rule as
+196 merged image tokens) plus --text-tokens text tokens around it, the same prompt layout and timing rule as
 medr1-bench-generate: prefill tok/s = B*S / generate(1), decode tok/s = B*N / (generate(N+1) - generate(1)), after
 one warm-up call. EOS is suppressed (min_new_tokens) so every call makes exactly N tokens. Prints one JSON line.
 
@@ -16,7 +16,7 @@ import torch
 import transformers
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-IM_START, IM_END, NEWLINE, USER, ASSISTANT = 151644, 151645, 198, 872, 77091
+IM_END = 151645
 VISION_START, VISION_END, IMAGE_PAD = 151652, 151653, 151655
 
 
@@ -56,8 +56,10 @@ def main():
 
     g = torch.Generator().manual_seed(1)
     text = torch.randint(0, 150000, (a.text_tokens,), generator=g)
-    one = torch.cat([torch.tensor([IM_START, USER, NEWLINE, VISION_START]), torch.full((196,), IMAGE_PAD),
-                     torch.tensor([VISION_END]), text, torch.tensor([IM_END, NEWLINE, IM_START, ASSISTANT, NEWLINE])])
+    # medr1-bench-generate's layout: half the text, the image, the other half (S = 196 + 2 + text tokens).
+    h = a.text_tokens // 2
+    one = torch.cat([text[:h], torch.tensor([VISION_START]), torch.full((196,), IMAGE_PAD),
+                     torch.tensor([VISION_END]), text[h:]])
     input_ids = one.unsqueeze(0).repeat(a.batch, 1)
     attention_mask = torch.ones_like(input_ids)
     pixel_values = torch.randn(784 * a.batch, 1176, generator=g).to(dtype)
