@@ -18,15 +18,26 @@ printf '%s %s, %s layers + %s vision blocks, %s new tokens, %s threads; peer att
 printf '%5s | %12s %12s %7s | %12s %12s %7s | %9s %9s\n' batch "prefill m1" "prefill hf" ratio "decode m1" \
   "decode hf" ratio "pf/peak" "dec/bound"
 for b in $BATCHES; do
-  ours=$("$BENCH" "${common[@]}" --batch "$b" 2>/dev/null | tail -1)
-  peer=$("$PEER_PY" tests/bench/peer/hf_generate.py "${common[@]}" --batch "$b" --attn "$ATTN" 2>/dev/null | tail -1)
-  OURS="$ours" PEER="$peer" "$PEER_PY" - "$b" <<'PY'
+  rc=0; ours=$("$BENCH" "${common[@]}" --batch "$b" 2>/dev/null | tail -1) || rc=$?
+  prc=0; peer=$("$PEER_PY" tests/bench/peer/hf_generate.py "${common[@]}" --batch "$b" --attn "$ATTN" 2>/dev/null | tail -1) || prc=$?
+  # A side that failed (e.g. killed for memory: exit 137) is printed as such, and the other side still is.
+  OURS="$ours" PEER="$peer" RC="$rc" PRC="$prc" "$PEER_PY" - "$b" <<'PY'
 import json, os, sys
-o, p = json.loads(os.environ["OURS"]), json.loads(os.environ["PEER"])
-assert o["prompt_tokens"] == p["prompt_tokens"], (o["prompt_tokens"], p["prompt_tokens"])
-print("%5s | %12.2f %12.2f %6.2fx | %12.2f %12.2f %6.2fx | %9.2f %9.2f" % (
-    sys.argv[1], o["prefill_tok_s"], p["prefill_tok_s"], o["prefill_tok_s"] / p["prefill_tok_s"],
-    o["decode_tok_s"], p["decode_tok_s"], o["decode_tok_s"] / p["decode_tok_s"],
-    o["prefill_vs_matmul"], o["decode_vs_bound"]))
+def load(k, rc):
+    try:
+        return json.loads(os.environ[k])
+    except ValueError:
+        return {"failed": "exit %s" % os.environ[rc]}
+o, p = load("OURS", "RC"), load("PEER", "PRC")
+def f(d, k):
+    return "%12.2f" % d[k] if k in d else "%12s" % d["failed"]
+def r(k):
+    return "%6.2fx" % (o[k] / p[k]) if k in o and k in p else "%7s" % "-"
+if "prompt_tokens" in o and "prompt_tokens" in p:
+    assert o["prompt_tokens"] == p["prompt_tokens"], (o["prompt_tokens"], p["prompt_tokens"])
+print("%5s | %s %s %s | %s %s %s | %9s %9s" % (
+    sys.argv[1], f(o, "prefill_tok_s"), f(p, "prefill_tok_s"), r("prefill_tok_s"), f(o, "decode_tok_s"),
+    f(p, "decode_tok_s"), r("decode_tok_s"), "%.2f" % o["prefill_vs_matmul"] if "failed" not in o else "-",
+    "%.2f" % o["decode_vs_bound"] if "failed" not in o else "-"))
 PY
 done
