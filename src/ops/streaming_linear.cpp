@@ -1,7 +1,8 @@
 // Weight-streaming linear for few-row CPU inputs (see ops/linear.h): the dispatch and the portable fallback
 // (at::linear). Each thread takes chunks of weight rows from a shared counter and runs the backend of the CPU's
-// path on them: streaming_linear_avx2.cpp (fp32 / bf16, x widened to fp32 once) or
-// streaming_linear_avx512bf16.cpp (bf16 dot products straight from the bf16 x).
+// path on them: streaming_linear_avx2.cpp (fp32 / bf16, x widened to fp32 once),
+// streaming_linear_avx512bf16.cpp (bf16 dot products straight from the bf16 x) or streaming_linear_amx.cpp (bf16
+// tiles of 16 weight rows against all of x).
 #include "medr1/ops/linear.h"
 
 #include <ATen/ATen.h>
@@ -30,6 +31,10 @@ bool cpu_has_avx512_bf16() { return cpu_isa_at_least(CpuIsa::Avx512Bf16); }
 // about half the bytes/s of the fp32 kernel even at one row; VDPBF16PS takes 32 bf16 pairs per instruction.
 bool use_bf16_dot(int64_t M) { return M >= 1 && M <= kStreamingLinearMaxRowsBf16Dot && cpu_has_avx512_bf16(); }
 
+// The AMX path: bf16 with K a multiple of its 32-wide k step, on the rows the dot-product path serves (at 4 rows
+// it streamed 12 GB/s on one core where VDPBF16PS reached 6.5, compute-bound).
+bool use_amx(int64_t M, int64_t K) { return use_bf16_dot(M) && K % 32 == 0 && cpu_isa_at_least(CpuIsa::Amx); }
+
 // The backends as function objects for run() (the AVX2 one overloaded on the weights' dtype).
 constexpr auto rows_avx2 = [](auto... a) { backend::linear_rows_avx2(a...); };
 constexpr auto rows_avx512bf16 = [](auto... a) { backend::linear_rows_avx512bf16(a...); };
@@ -43,14 +48,15 @@ struct Job {
   OT* y;
 };
 
-// All jobs in one parallel region, split into chunks of >= ~256 KiB of weights (a multiple of 4 rows) that the
+// All jobs in one parallel region, split into chunks of >= ~256 KiB of weights (a multiple of `align` rows) that the
 // threads take from a shared counter: a thread the scheduler starts late (a loaded machine) then finds less or no
 // work left instead of holding everyone at the barrier with its fixed half, and q/k/v or gate/up pay one wake-up.
 // rows_fn(x, w, bias, M, K, N, y, n0, n1) computes rows [n0, n1) of one job.
 template <typename WT, typename OT, typename XT, typename RowsFn>
-void run(const XT* x, int64_t M, int64_t K, const std::vector<Job<WT, OT>>& jobs, RowsFn rows_fn) {
+void run(const XT* x, int64_t M, int64_t K, const std::vector<Job<WT, OT>>& jobs, RowsFn rows_fn, int64_t align = 4) {
   const int64_t row_bytes = K * static_cast<int64_t>(sizeof(WT));
-  const int64_t chunk = std::max<int64_t>(4, ((int64_t{1} << 18) / std::max<int64_t>(1, row_bytes) + 3) / 4 * 4);
+  const int64_t chunk =
+      std::max<int64_t>(align, ((int64_t{1} << 18) / std::max<int64_t>(1, row_bytes) + align - 1) / align * align);
   struct Chunk {
     size_t job;
     int64_t n0, n1;
@@ -110,6 +116,12 @@ std::vector<at::Tensor> linear_group(const at::Tensor& x, const std::vector<at::
     all = streaming_linear_applies(x, weights[i], bias_of(i)) && weights[i].size(1) == weights[0].size(1) &&
           weights[i].scalar_type() == weights[0].scalar_type();
   }
+  // x's shape with the last dim replaced by weight i's rows.
+  const auto out_shape = [&](size_t i) {
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = weights[i].size(0);
+    return shape;
+  };
   std::vector<at::Tensor> out;
   if (!all) {
     // ATen's linear on a [.., T, K] input that needs grad and is not contiguous (a slice of the hidden states,
@@ -121,12 +133,7 @@ std::vector<at::Tensor> linear_group(const at::Tensor& x, const std::vector<at::
     for (size_t i = 0; i < weights.size(); ++i) {
       const at::Tensor b = bias_of(i);
       at::Tensor y = b.defined() ? at::linear(x2, weights[i], b) : at::linear(x2, weights[i]);
-      if (fold) {
-        std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-        shape.back() = weights[i].size(0);
-        y = y.view(shape);
-      }
-      out.push_back(std::move(y));
+      out.push_back(fold ? y.view(out_shape(i)) : std::move(y));
     }
     return out;
   }
@@ -140,9 +147,7 @@ std::vector<at::Tensor> linear_group(const at::Tensor& x, const std::vector<at::
   for (size_t i = 0; i < weights.size(); ++i) {
     const at::Tensor b = bias_of(i);
     if (b.defined()) bf[i] = b.to(at::kFloat).contiguous();
-    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-    shape.back() = weights[i].size(0);
-    out.push_back(at::empty(shape, x.options()));
+    out.push_back(at::empty(out_shape(i), x.options()));
   }
   const auto bias_ptr = [&](size_t i) { return bf[i].defined() ? bf[i].data_ptr<float>() : nullptr; };
   if (weights[0].scalar_type() == at::kFloat) {
@@ -155,7 +160,17 @@ std::vector<at::Tensor> linear_group(const at::Tensor& x, const std::vector<at::
     for (size_t i = 0; i < weights.size(); ++i)
       jobs.push_back({weights[i].data_ptr<c10::BFloat16>(), bias_ptr(i), weights[i].size(0),
                       out[i].data_ptr<c10::BFloat16>()});
-    if (use_bf16_dot(M)) {
+    if (use_amx(M, K)) {
+      // x in AMX's pair layout once for all chunks; chunks of whole 16-row tiles.
+      at::Tensor xp = at::empty({M * K}, xc.options());
+      backend::amx_pack_x(xc.data_ptr<c10::BFloat16>(), M, K, xp.data_ptr<c10::BFloat16>());
+      const c10::BFloat16* xpp = xp.data_ptr<c10::BFloat16>();
+      const auto rows_amx = [xpp](const c10::BFloat16* xx, const c10::BFloat16* w, const float* b, int64_t m,
+                                  int64_t k, int64_t n, c10::BFloat16* y, int64_t n0, int64_t n1) {
+        backend::linear_rows_amx(xx, xpp, w, b, m, k, n, y, n0, n1);
+      };
+      run(xc.data_ptr<c10::BFloat16>(), M, K, jobs, rows_amx, 16);
+    } else if (use_bf16_dot(M)) {
       run(xc.data_ptr<c10::BFloat16>(), M, K, jobs, rows_avx512bf16);
     } else {
       run(xf.data_ptr<float>(), M, K, jobs, rows_avx2);

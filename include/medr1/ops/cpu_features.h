@@ -1,8 +1,10 @@
 // Which hand-written CPU kernel path medr1 takes, chosen at run time from the CPU's features:
 //   portable    no hand-written SIMD: the kernels' callers stay on ATen's ops;
 //   avx2        AVX2 + FMA kernels (streaming linear, decode attention, greedy step);
-//   avx512bf16  additionally the AVX512-BF16 (VDPBF16PS) path of the bf16 streaming linear.
-// The environment variable MEDR1_CPU_ISA=portable|avx2|avx512bf16|native caps the path (read once, at the first
+//   avx512bf16  additionally the AVX512-BF16 (VDPBF16PS) path of the bf16 streaming linear;
+//   amx         additionally the AMX-BF16 (TDPBF16PS) path of the bf16 streaming linear, where the CPU has AMX-TILE
+//               and AMX-BF16 and Linux grants the process the tile state (arch_prctl ARCH_REQ_XCOMP_PERM).
+// The environment variable MEDR1_CPU_ISA=portable|avx2|avx512bf16|amx|native caps the path (read once, at the first
 // query; "native" or unset = the best the CPU has); set_cpu_isa_cap() does the same from code (tests). A cap
 // above what the CPU has is clamped to the CPU. This covers medr1's own kernels only: ATen's (oneDNN, MKL)
 // dispatch follows its own variables (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS).
@@ -12,10 +14,10 @@
 
 namespace medr1::ops {
 
-enum class CpuIsa { Portable = 0, Avx2 = 1, Avx512Bf16 = 2 };
+enum class CpuIsa { Portable = 0, Avx2 = 1, Avx512Bf16 = 2, Amx = 3 };
 
 const char* cpu_isa_name(CpuIsa isa);
-// "portable" | "avx2" | "avx512bf16" | "native" (= detected); anything else throws medr1::Error naming it.
+// "portable" | "avx2" | "avx512bf16" | "amx" | "native" (= detected); anything else throws medr1::Error naming it.
 CpuIsa parse_cpu_isa(const std::string& name);
 
 CpuIsa detected_cpu_isa();  // what the CPU supports

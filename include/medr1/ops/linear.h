@@ -3,7 +3,8 @@
 // per-call overhead), so for inference on CPU a kernel that streams each weight row once, converting bf16 to
 // fp32 on the fly and accumulating in fp32 (as the bf16 GEMMs do), is used instead. Same contract as
 // at::linear; anything else (autograd, GPU, other dtypes, many rows, the portable path of ops/cpu_features.h) goes
-// to at::linear. Backends: src/ops/streaming_linear_avx2.cpp, streaming_linear_avx512bf16.cpp.
+// to at::linear. Backends: src/ops/streaming_linear_avx2.cpp, streaming_linear_avx512bf16.cpp,
+// streaming_linear_amx.cpp.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -17,7 +18,7 @@ namespace medr1::ops {
 // at::linear on the 2B MLP shape, fp32 wins up to ~16 rows, bf16 up to ~4 (beyond, x re-reads dominate).
 inline constexpr int64_t kStreamingLinearMaxRowsFp32 = 16;
 inline constexpr int64_t kStreamingLinearMaxRowsBf16 = 4;
-// bf16 on CPUs with AVX512-BF16 (VDPBF16PS: bf16 pairs multiplied and summed into fp32): up to 16 rows.
+// bf16 on CPUs with AVX512-BF16 (VDPBF16PS: bf16 pairs multiplied and summed into fp32) or AMX-BF16: up to 16 rows.
 inline constexpr int64_t kStreamingLinearMaxRowsBf16Dot = 16;
 
 // x [..., K], weight [N, K], bias [N] or undefined -> [..., N] in x's dtype.

@@ -17,8 +17,11 @@ TEST(CpuFeatures, ParsesNamesAndRejectsOthers) {
   EXPECT_EQ(ops::parse_cpu_isa("portable"), CpuIsa::Portable);
   EXPECT_EQ(ops::parse_cpu_isa("avx2"), CpuIsa::Avx2);
   EXPECT_EQ(ops::parse_cpu_isa("avx512bf16"), CpuIsa::Avx512Bf16);
+  EXPECT_EQ(ops::parse_cpu_isa("amx"), CpuIsa::Amx);
   EXPECT_EQ(ops::parse_cpu_isa("native"), ops::detected_cpu_isa());
-  for (const char* n : {"portable", "avx2", "avx512bf16"}) EXPECT_EQ(ops::cpu_isa_name(ops::parse_cpu_isa(n)), std::string(n));
+  for (const char* n : {"portable", "avx2", "avx512bf16", "amx"}) {
+    EXPECT_EQ(ops::cpu_isa_name(ops::parse_cpu_isa(n)), std::string(n));
+  }
   try {
     ops::parse_cpu_isa("avx512");
     FAIL() << "no error";
@@ -33,11 +36,11 @@ TEST(CpuFeatures, CapLowersThePathAndIsClampedToTheCpu) {
   ops::set_cpu_isa_cap(CpuIsa::Portable);
   EXPECT_EQ(ops::cpu_isa(), CpuIsa::Portable);
   EXPECT_FALSE(ops::cpu_isa_at_least(CpuIsa::Avx2));
-  ops::set_cpu_isa_cap(CpuIsa::Avx512Bf16);  // never above what the CPU has
+  ops::set_cpu_isa_cap(CpuIsa::Amx);  // never above what the CPU has
   EXPECT_EQ(ops::cpu_isa(), have);
   ops::set_cpu_isa_cap(CpuIsa::Avx2);
   EXPECT_EQ(static_cast<int>(ops::cpu_isa()), std::min(static_cast<int>(have), static_cast<int>(CpuIsa::Avx2)));
-  ops::set_cpu_isa_cap(before == have ? CpuIsa::Avx512Bf16 : before);
+  ops::set_cpu_isa_cap(before == have ? CpuIsa::Amx : before);
   EXPECT_EQ(ops::cpu_isa(), before);
   // CI logs: the CPU model, its SIMD flags and the kernel path.
   const std::string d = ops::cpu_description();

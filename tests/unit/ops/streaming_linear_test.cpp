@@ -6,6 +6,9 @@
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <utility>
+
 #include "medr1/core/error.h"
 #include "medr1/ops/cpu_features.h"
 #include "medr1/ops/linear.h"
@@ -53,6 +56,28 @@ TEST(StreamingLinear, Bf16RoundsOnceFromFp32Accumulation) {
     // One bf16 rounding: relative 2^-8 of the value (plus float accumulation noise).
     at::Tensor err = (y.to(at::kDouble) - r).abs() - r.abs() * (1.0 / 256) - 1e-4;
     EXPECT_LE(err.max().item<double>(), 0.0) << M;
+  }
+}
+
+// K a multiple of 32: the AMX path where the CPU has it (whole 16-row weight tiles by TDPBF16PS, the last rows of
+// each chunk by VDPBF16PS); ctest's cpu_isa_avx512bf16 run takes the dot-product path on the same shapes. N = 2501
+// rows of K = 64 are two chunks, the second ragged; N = 301 of K = 1536 ends in a block of 13 rows.
+TEST(StreamingLinear, Bf16TilesOfSixteenRowsAndTheirTails) {
+  at::NoGradGuard ng;
+  at::manual_seed(3);
+  for (auto [N, K] : {std::pair<int64_t, int64_t>{2501, 64}, {301, 1536}, {48, 96}}) {
+    at::Tensor w = at::randn({N, K}).to(at::kBFloat16), b = at::randn({N}).to(at::kBFloat16);
+    for (int64_t M : {1, 2, 4, 7, 8, 15, 16}) {
+      at::Tensor x = at::randn({1, M, K}).to(at::kBFloat16);
+      for (bool with_bias : {true, false}) {
+        at::Tensor bb = with_bias ? b : at::Tensor();
+        at::Tensor y = medr1::ops::linear(x, w, bb);
+        ASSERT_EQ(y.sizes(), (std::vector<int64_t>{1, M, N}));
+        at::Tensor r = ref64(x, w, bb);
+        at::Tensor err = (y.to(at::kDouble) - r).abs() - r.abs() * (1.0 / 256) - 1e-4 * std::sqrt(double(K));
+        EXPECT_LE(err.max().item<double>(), 0.0) << N << " " << K << " " << M << " " << with_bias;
+      }
+    }
   }
 }
 
