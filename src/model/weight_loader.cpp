@@ -4,6 +4,7 @@
 #include "medr1/model/lora.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
 
 #include <filesystem>
@@ -106,6 +107,24 @@ Qwen2VLForConditionalGeneration load_qwen2_vl(const std::string& dir, std::optio
   model->eval();
   return model;
 }
+
+void init_weights_hf(torch::nn::Module& module, double std, uint64_t seed) {
+  at::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(seed);
+  for (auto& item : module.named_parameters()) {
+    const std::string& name = item.key();
+    at::Tensor& p = item.value();
+    const bool is_norm =
+        name.find("norm") != std::string::npos || name.find("ln_q") != std::string::npos;
+    if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0)
+      p.zero_();
+    else if (is_norm)
+      p.fill_(1.0);
+    else
+      p.normal_(0.0, std, gen);
+  }
+}
+
 
 std::vector<std::pair<std::string, at::Tensor>> named_weights(torch::nn::Module& module) {
   std::vector<std::pair<std::string, at::Tensor>> out;

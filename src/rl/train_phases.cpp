@@ -48,25 +48,6 @@ bool has_weights(const std::string& dir) {
          fs::exists(fs::path(dir) / "model.safetensors.index.json");
 }
 
-// HF _init_weights of Qwen2-VL: Linear / Embedding / Conv ~ normal(0, initializer_range), biases 0,
-// (RMS/Layer)Norm weights 1 (biases 0); seeded for a reproducible start.
-void init_weights_hf(torch::nn::Module& m, double std, uint64_t seed) {
-  at::NoGradGuard no_grad;
-  auto gen = at::detail::createCPUGenerator(seed);
-  for (auto& item : m.named_parameters()) {
-    const std::string& name = item.key();
-    at::Tensor& p = item.value();
-    const bool is_norm =
-        name.find("norm") != std::string::npos || name.find("ln_q") != std::string::npos;
-    if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0)
-      p.zero_();
-    else if (is_norm)
-      p.fill_(1.0);
-    else
-      p.normal_(0.0, std, gen);
-  }
-}
-
 model::Qwen2VLForConditionalGeneration load_policy(const std::string& dir, at::ScalarType dtype,
                                                    uint64_t seed) {
   if (has_weights(dir)) return model::load_qwen2_vl(dir, dtype);
@@ -75,7 +56,7 @@ model::Qwen2VLForConditionalGeneration load_policy(const std::string& dir, at::S
   model::Qwen2VLConfig mc = model::load_qwen2_vl_config(cfg_path);
   spdlog::warn("{}: no weights; initialising from config.json (seed {})", dir, seed);
   model::Qwen2VLForConditionalGeneration m(mc);
-  init_weights_hf(*m, mc.raw.value("initializer_range", 0.02), seed);
+  model::init_weights_hf(*m, mc.raw.value("initializer_range", 0.02), seed);
   m->to(dtype);
   return m;
 }

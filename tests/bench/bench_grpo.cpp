@@ -66,20 +66,8 @@ void write_model(const fs::path& dir, int64_t layers, int64_t vdepth) {
     try {
       auto cfg = medr1::bench::qwen2_vl_2b_config(layers, vdepth);
       cfg.torch_dtype = "bfloat16";
-      at::manual_seed(0);
       medr1::model::Qwen2VLForConditionalGeneration m(cfg);
-      {
-        at::NoGradGuard ng;
-        for (auto& p : m->named_parameters()) {
-          const std::string& n = p.key();
-          if (n.find("norm") != std::string::npos || n.find("ln_q") != std::string::npos)
-            p.value().fill_(1.0);
-          else if (n.size() > 5 && n.compare(n.size() - 5, 5, ".bias") == 0)
-            p.value().zero_();
-          else
-            p.value().normal_(0.0, 0.02);
-        }
-      }
+      medr1::model::init_weights_hf(*m, 0.02, 0);
       m->to(at::kBFloat16);
       medr1::model::save_qwen2_vl(m, dir.string());
       const fs::path tiny = fs::path(MEDR1_SOURCE_DIR) / "tests" / "data" / "qwen2vl-tiny";
@@ -207,6 +195,11 @@ int main(int argc, char** argv) {
                 use_peft ? ("LoRA r " + std::to_string(r)).c_str() : "full fine-tuning", ckpt ? "on" : "off",
                 at::get_num_threads());
     std::printf("%-34s %9s %14s %12s\n", "phase", "seconds", "peak RSS GiB", "RSS GiB");
+    // The phases of the step, in medr1's words and the peer's JSON keys.
+    const std::pair<const char*, const char*> phases[] = {{"rollout (prefill + decode, rewards)", "rollout"},
+                                                          {"reference log-probs (adapters off)", "reference"},
+                                                          {"loss forward + backward", "loss_fwd_bwd"},
+                                                          {"clip + optimizer step", "optimizer"}};
     std::map<std::string, double> ours;
     auto row = [&ours](const char* name, double s) {
       ours[name] = s;
@@ -232,13 +225,13 @@ int main(int argc, char** argv) {
       prompt_tokens = static_cast<double>(mb.r.prompt_ids.size(1));
       completion_cols = static_cast<double>(mb.r.completion_ids.size(1));
     }
-    row("rollout (prefill + decode, rewards)", round_s - ref_s);
-    row("reference log-probs (adapters off)", ref_s);
+    row(phases[0].first, round_s - ref_s);
+    row(phases[1].first, ref_s);
     t0 = Clock::now();
     const medr1::rl::StepMetrics m = medr1::rl::update(*s, round, 0);
     const double upd = secs(t0);
-    row("loss forward + backward", m.train_s);
-    row("clip + optimizer step", upd - m.train_s);
+    row(phases[2].first, m.train_s);
+    row(phases[3].first, upd - m.train_s);
     if (save) {
       t0 = Clock::now();
       const std::string dir = medr1::rl::save_checkpoint_step(*s);
@@ -290,9 +283,8 @@ int main(int argc, char** argv) {
     std::printf("loss forward + backward: %.1f GFLOP of model FLOPs in %.1f s = %.1f GFLOP/s, %.2f of the matmul "
                 "ceiling\n",
                 loss_flops / 1e9, m.train_s, loss_flops / m.train_s / 1e9, loss_flops / m.train_s / peak);
-    const double ref_flops = fwd;
-    std::printf("reference log-probs: %.1f GFLOP in %.1f s = %.2f of the matmul ceiling\n", ref_flops / 1e9, ref_s,
-                ref_s > 0 ? ref_flops / ref_s / peak : 0.0);
+    std::printf("reference log-probs (one forward): %.1f GFLOP in %.1f s = %.2f of the matmul ceiling\n", fwd / 1e9,
+                ref_s, ref_s > 0 ? fwd / ref_s / peak : 0.0);
 
     if (!peer.empty()) {
       std::string cmd = peer;
@@ -311,11 +303,6 @@ int main(int argc, char** argv) {
       std::printf("\nside by side, same checkpoint, image, G and length (%s; peer generated %d tokens, medr1 %.0f):\n",
                   pj.value("peer", std::string("peer")).c_str(), pj.value("generated_tokens", 0), gen_tokens);
       std::printf("%-36s %9s %9s %12s\n", "phase", "medr1 s", "peer s", "peer/medr1");
-      const std::pair<const char*, const char*> phases[] = {
-          {"rollout (prefill + decode, rewards)", "rollout"},
-          {"reference log-probs (adapters off)", "reference"},
-          {"loss forward + backward", "loss_fwd_bwd"},
-          {"clip + optimizer step", "optimizer"}};
       double a = 0, b = 0;
       for (const auto& [ours_name, key] : phases) {
         const double x = ours[ours_name], y = ps.value(key, 0.0);

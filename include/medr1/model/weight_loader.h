@@ -33,6 +33,10 @@ Qwen2VLForConditionalGeneration load_qwen2_vl(const std::string& dir,
 // Loads weights from `path` (file or folder) into an existing model.
 void load_qwen2_vl_weights(Qwen2VLForConditionalGeneration& model, const std::string& path);
 
+// transformers' _init_weights of Qwen2-VL in place: Linear / Embedding / Conv weights ~ normal(0, std), biases 0,
+// (RMS/Layer)Norm weights 1, drawn from a CPU generator seeded with `seed` (a reproducible start from config.json).
+void init_weights_hf(torch::nn::Module& module, double std, uint64_t seed);
+
 // named_parameters() in registration order, detached (the names transformers expects).
 std::vector<std::pair<std::string, at::Tensor>> named_weights(torch::nn::Module& module);
 // Writes config.json and the weights (sharded above max_shard_bytes) into `dir`.

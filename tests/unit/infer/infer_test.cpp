@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "test_util.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -30,13 +32,7 @@ bool have_fixtures() {
          fs::exists(kSrc + "/data/demo/test.json");
 }
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d =
-      fs::temp_directory_path() / ("medr1_infer_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+fs::path temp_dir(const std::string& name) { return medr1::test::make_temp_dir("infer_test_" + name); }
 
 // The first n records of the demo test set (image paths relative to data/demo).
 json demo_records(size_t n) {

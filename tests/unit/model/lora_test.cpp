@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 
+#include "test_util.h"
 #include "medr1/io/checkpoint.h"
 #include "medr1/io/json_util.h"
 #include "medr1/io/safetensors.h"
@@ -30,21 +31,9 @@ using nlohmann::json;
 const std::string kTiny = std::string(MEDR1_TEST_DATA) + "/qwen2vl-tiny";
 const std::string kTiny25 = std::string(MEDR1_TEST_DATA) + "/qwen2_5vl-tiny";
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("medr1_lora_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+fs::path temp_dir(const std::string& name) { return medr1::test::make_temp_dir("lora_test_" + name); }
 
-std::string what_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using medr1::test::what_of;
 
 // One prompt with one 4x4-patch image (4 image tokens) between text tokens.
 Qwen2VLInputs image_prompt(const Qwen2VLConfig& cfg) {

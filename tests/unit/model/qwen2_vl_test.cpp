@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 
+#include "test_util.h"
 #include "medr1/core/error.h"
 #include "medr1/io/json_util.h"
 #include "medr1/io/safetensors.h"
@@ -25,12 +26,7 @@ using nlohmann::json;
 const std::string kTiny = std::string(MEDR1_TEST_DATA) + "/qwen2vl-tiny";
 const std::string kTiny25 = std::string(MEDR1_TEST_DATA) + "/qwen2_5vl-tiny";
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("medr1_model_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+fs::path temp_dir(const std::string& name) { return medr1::test::make_temp_dir("model_test_" + name); }
 
 json small_config_json() {
   return json::parse(R"({
@@ -45,14 +41,7 @@ json small_config_json() {
   })");
 }
 
-std::string what_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using medr1::test::what_of;
 
 TEST(Qwen2VLConfig, ParsesBothTinyConfigsByModelType) {
   Qwen2VLConfig a = load_qwen2_vl_config(kTiny);

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "test_util.h"
 #include "medr1/rl/grpo_config.h"
 #include "medr1/rl/rewards.h"
 
@@ -18,12 +19,7 @@ namespace medr1::rl::test {
 
 namespace fs = std::filesystem;
 
-inline fs::path make_temp_dir(const std::string& tag) {
-  fs::path p = fs::temp_directory_path() / ("medr1_" + tag + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+using medr1::test::make_temp_dir;
 
 // Returns "" (and the caller skips) when the tokenizer fixture was not fetched (scripts/tokenizer_fixtures.sh).
 inline std::string make_tiny_model_dir(const fs::path& root) {
