@@ -11,6 +11,7 @@
 #include <exception>
 #include <optional>
 
+#include "medr1/core/memory.h"
 #include "medr1/core/error.h"
 #include "medr1/core/logging.h"
 #include "medr1/dist/launch_env.h"
@@ -32,6 +33,7 @@ double parse_fraction(const std::string& s, const char* flag) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  medr1::keep_freed_memory();  // as medr1-train: large activations are not page-faulted in per call
   std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit (ulimit -f) fails the write (EFBIG, reported), not the process
   medr1::init_logging();
   CLI::App app{

@@ -5,9 +5,11 @@
 #include <csignal>
 #include <iostream>
 
+#include "medr1/core/memory.h"
 #include "medr1/infer/infer.h"
 
 int main(int argc, char** argv) {
+  medr1::keep_freed_memory();  // as medr1-train: large activations are not page-faulted in per call
   std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit (ulimit -f) fails the write (EFBIG, reported), not the process
   CLI::App app{"medr1-infer: run a Qwen2-VL / Qwen2.5-VL checkpoint over a Med-R1 prompt file"};
   medr1::infer::InferOptions o;

@@ -5,12 +5,14 @@
 
 #include <iostream>
 
+#include "medr1/core/memory.h"
 #include "medr1/core/device.h"
 #include "medr1/generate/parity_generate.h"
 #include "medr1/model/parity.h"
 #include "medr1/model/weight_loader.h"
 
 int main(int argc, char** argv) {
+  medr1::keep_freed_memory();  // as medr1-train: large activations are not page-faulted in per call
   CLI::App app{"medr1-parity: compare medr1 with the transformers goldens of a parity set"};
   std::string set_dir, dtype = "fp32", device = "cpu";
   int threads = 0;

@@ -12,6 +12,7 @@
 #include <cstdio>
 
 #include "ceilings.h"
+#include "medr1/core/memory.h"
 #include "medr1/data/prompts.h"
 #include "medr1/eval/attacks.h"
 #include "medr1/eval/evaluate.h"
@@ -25,6 +26,7 @@ double secs(Clock::time_point a) { return std::chrono::duration<double>(Clock::n
 }  // namespace
 
 int main(int argc, char** argv) {
+  medr1::keep_freed_memory();  // as medr1-train: large activations are not page-faulted in per call
   CLI::App app{"medr1-bench-eval: clean items/s per batch size and FGSM/PGD cost, Qwen2-VL-2B shape"};
   int64_t layers = 28, vdepth = 32, image_px = 384, new_tokens = 16, pgd_iters = 10;
   int threads = 0;

@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "ceilings.h"
+#include "medr1/core/memory.h"
 #include "medr1/model/qwen2_vl.h"
 
 namespace {
@@ -35,6 +36,7 @@ double forward_flops(const medr1::model::Qwen2VLConfig& c, int64_t depth, int64_
 }  // namespace
 
 int main(int argc, char** argv) {
+  medr1::keep_freed_memory();  // as medr1-train: large activations are not page-faulted in per call
   CLI::App app{"medr1-bench-forward: Qwen2-VL-2B-shaped forward, achieved vs matmul FLOP/s"};
   int64_t layers = 28, vdepth = 32, text_tokens = 60, image_px = 384;
   int threads = 0, reps = 2;

@@ -17,11 +17,13 @@
 #include <string>
 
 #include "ceilings.h"
+#include "medr1/core/memory.h"
 #include "medr1/core/device.h"
 #include "medr1/generate/generate.h"
 #include "medr1/model/qwen2_vl.h"
 
 int main(int argc, char** argv) {
+  medr1::keep_freed_memory();  // as medr1-train: large activations are not page-faulted in per call
   CLI::App app{"medr1-bench-generate: prefill and decode tokens/s vs measured ceilings"};
   int64_t batch = 1, new_tokens = 8, layers = 28, vdepth = 32, text_tokens = 60;
   int threads = 0;

@@ -30,6 +30,7 @@
 #include <string>
 
 #include "ceilings.h"
+#include "medr1/core/memory.h"
 #include "medr1/io/checkpoint.h"
 #include "medr1/model/weight_loader.h"
 #include "medr1/rl/grpo_config.h"
@@ -139,6 +140,7 @@ std::string shell_quote(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  medr1::keep_freed_memory();  // as medr1-train: large activations are not page-faulted in per call
   CLI::App app{"medr1-bench-grpo: one GRPO step of a full-depth Qwen2-VL-2B-shaped model, phase times + peak RSS"};
   std::string work = "/tmp/medr1-bench-grpo";
   int64_t layers = 28, vdepth = 32, G = 4, new_tokens = 64, r = 16;
