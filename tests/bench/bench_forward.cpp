@@ -12,6 +12,7 @@
 
 #include "ceilings.h"
 #include "medr1/core/memory.h"
+#include "medr1/model/attention.h"
 #include "medr1/model/qwen2_vl.h"
 
 namespace {
@@ -48,8 +49,11 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op threads (0 = default)");
   app.add_option("--reps", reps, "timed forwards per dtype");
   app.add_option("--dtype", dtypes, "fp32 and/or bf16");
+  std::string attn = "auto";
+  app.add_option("--attn-implementation", attn, "auto | eager | sdpa (model/attention.h)");
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) at::set_num_threads(threads);
+  medr1::model::use_attn_implementation(attn, at::Device(at::kCPU));
 
   auto cfg = medr1::bench::qwen2_vl_2b_config(layers, vdepth);
   const int64_t side = ((image_px + 14) / 28) * 28, g = side / 14, P = g * g, n_img = P / 4;
