@@ -7,8 +7,14 @@
 #include <unistd.h>
 #endif
 
+#include <ATen/Parallel.h>
+
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <mutex>
+#include <set>
+#include <thread>
 #include <fstream>
 #include <sstream>
 
@@ -92,6 +98,20 @@ CpuIsa cpu_isa() {
 }
 
 void set_cpu_isa_cap(CpuIsa cap) { cap_slot().store(static_cast<int>(cap), std::memory_order_relaxed); }
+
+int intra_op_threads_reached(int n) {
+  std::mutex mu;
+  std::set<int> seen;
+  at::parallel_for(0, n, 1, [&](int64_t, int64_t) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      seen.insert(at::get_thread_num());
+    }
+    // Hold each thread a moment, so one thread cannot run every item before the others start.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  });
+  return static_cast<int>(seen.size());
+}
 
 std::string cpu_description() {
   std::string model = "unknown CPU", flags_line;

@@ -27,6 +27,10 @@ void set_cpu_isa_cap(CpuIsa cap);
 // True when the current path is at least `isa`.
 inline bool cpu_isa_at_least(CpuIsa isa) { return static_cast<int>(cpu_isa()) >= static_cast<int>(isa); }
 
+// How many threads one at::parallel_for over `n` items runs on, from code built like the kernels (the build must
+// give their files OpenMP, see CMakeLists.txt): min(n, at::get_num_threads()) when it does, 1 when it does not.
+int intra_op_threads_reached(int n);
+
 // "AMD EPYC ... | avx2 fma avx512f avx512bw avx512bf16 amx_bf16 ... | kernels: avx512bf16" for logs and CI.
 std::string cpu_description();
 

@@ -1,4 +1,5 @@
 // Run-time CPU path selection of the kernels (ops/cpu_features.h).
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -28,6 +29,15 @@ TEST(CpuFeatures, ParsesNamesAndRejectsOthers) {
   } catch (const medr1::Error& e) {
     EXPECT_NE(std::string(e.what()).find("'avx512'"), std::string::npos) << e.what();
   }
+}
+
+// The kernels' at::parallel_for really fans out (the build gives their files OpenMP; without it the loop is serial).
+TEST(CpuFeatures, KernelsParallelForUsesTheIntraOpThreads) {
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  EXPECT_EQ(ops::intra_op_threads_reached(2), 2);
+  EXPECT_EQ(ops::intra_op_threads_reached(1), 1);
+  at::set_num_threads(before);
 }
 
 TEST(CpuFeatures, CapLowersThePathAndIsClampedToTheCpu) {
