@@ -125,7 +125,6 @@ void init_weights_hf(torch::nn::Module& module, double std, uint64_t seed) {
   }
 }
 
-
 std::vector<std::pair<std::string, at::Tensor>> named_weights(torch::nn::Module& module) {
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (auto& p : module.named_parameters(true)) out.emplace_back(p.key(), p.value().detach());

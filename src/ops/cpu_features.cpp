@@ -12,11 +12,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <set>
-#include <thread>
-#include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "medr1/core/error.h"
 
