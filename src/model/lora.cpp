@@ -19,6 +19,7 @@
 #include "medr1/io/safetensors.h"
 #include "medr1/model/qwen2_text.h"
 #include "medr1/model/qwen2_vl.h"
+#include "medr1/ops/gemm.h"
 
 namespace fs = std::filesystem;
 
@@ -95,7 +96,7 @@ at::Tensor LoraAdapter::apply(const at::Tensor& y, const at::Tensor& x) const {
   const at::Tensor& wa = lora_A->weight;
   at::Tensor h = x.scalar_type() == wa.scalar_type() ? x : x.to(wa.scalar_type());
   if (dropout > 0 && lora_A->is_training()) h = at::dropout(h, dropout, /*train=*/true);
-  at::Tensor d = at::linear(at::linear(h, wa), lora_B->weight) * scaling;  // [.., r] -> [.., out]
+  at::Tensor d = ops::gemm_linear(ops::gemm_linear(h, wa), lora_B->weight) * scaling;  // [.., r] -> [.., out]
   return y + (d.scalar_type() == y.scalar_type() ? d : d.to(y.scalar_type()));
 }
 

@@ -13,6 +13,7 @@
 #include "medr1/model/checkpoint.h"
 #include "medr1/ops/cpu_math_warmup.h"
 #include "medr1/ops/decode_attention.h"
+#include "medr1/ops/gemm.h"
 #include "medr1/ops/linear.h"
 
 namespace medr1::model {
@@ -65,7 +66,7 @@ at::Tensor silu_mul(const at::Tensor& g, const at::Tensor& u) {
 }  // namespace
 
 at::Tensor Qwen2MLPImpl::forward(const at::Tensor& x) {
-  // ops::linear(_group): the weight-streaming kernel for decode steps (gate and up in one pass), at::linear
+  // ops::linear(_group): the weight-streaming kernel for decode steps (gate and up in one pass), ops::gemm_linear
   // otherwise.
   std::vector<at::Tensor> gu =
       ops::linear_group(x, {gate_proj->weight, up_proj->weight}, {gate_proj->bias, up_proj->bias});
@@ -98,11 +99,11 @@ at::Tensor eager_attention(const at::Tensor& q, const at::Tensor& k, const at::T
     kk = k.unsqueeze(2).expand({B, Hkv, G, T, D}).reshape({B, H, T, D});
     vv = v.unsqueeze(2).expand({B, Hkv, G, T, D}).reshape({B, H, T, D});
   }
-  at::Tensor w = at::matmul(q, kk.transpose(2, 3)) / std::sqrt(static_cast<double>(D));  // [B, H, S, T]
+  at::Tensor w = ops::matmul(q, kk.transpose(2, 3)) / std::sqrt(static_cast<double>(D));  // [B, H, S, T]
   if (mask.defined()) w = w + mask;
   // Softmax in float32, then back to the activations' dtype (HF eager).
   w = at::softmax(w, -1, at::kFloat).to(q.scalar_type());
-  return at::matmul(w, vv);  // [B, H, S, D]
+  return ops::matmul(w, vv);  // [B, H, S, D]
 }
 
 at::Tensor sdpa_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
@@ -120,7 +121,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 at::Tensor Qwen2VLAttentionImpl::forward(const at::Tensor& x, const RopeCosSin& rope, const at::Tensor& mask,
                                          KVCache* cache) {
   const int64_t B = x.size(0), S = x.size(1);
-  // q, k and v in one pass of the weight-streaming kernel on decode steps (at::linear otherwise).
+  // q, k and v in one pass of the weight-streaming kernel on decode steps (ops::gemm_linear otherwise).
   std::vector<at::Tensor> qkv = ops::linear_group(x, {q_proj->weight, k_proj->weight, v_proj->weight},
                                                   {q_proj->bias, k_proj->bias, v_proj->bias});
   if (q_proj_lora) qkv[0] = q_proj_lora->apply(qkv[0], x);

@@ -18,10 +18,14 @@
 #include "medr1/model/attention.h"
 #include "medr1/model/checkpoint.h"
 #include "medr1/ops/cpu_math_warmup.h"
+#include "medr1/ops/gemm.h"
 
 namespace medr1::model {
 
 namespace {
+
+// A Linear module's forward through ops::gemm_linear (bf16 through fp32 GEMMs where the CPU lacks bf16 ones).
+at::Tensor dense(const torch::nn::Linear& m, const at::Tensor& x) { return ops::gemm_linear(x, m->weight, m->bias); }
 
 bool known_act(const std::string& act) {
   return act == "quick_gelu" || act == "silu" || act == "gelu" || act == "gelu_pytorch_tanh";
@@ -147,7 +151,7 @@ at::Tensor Qwen2VisionPatchEmbedProjImpl::forward(const at::Tensor& x) {
   at::Tensor w = weight.reshape({weight.size(0), -1});  // [D, K]
   MEDR1_CHECK(x.dim() == 2 && x.size(1) == w.size(1),
               "Qwen2VisionTransformer: pixel_values must be [P, ", w.size(1), "], got ", x.sizes());
-  return at::matmul(x, w.t());  // [P, D]
+  return ops::gemm_linear(x, w);  // [P, D]
 }
 
 Qwen2VisionPatchEmbedImpl::Qwen2VisionPatchEmbedImpl(const Qwen2VisionConfig& cfg) {
@@ -171,7 +175,7 @@ at::Tensor Qwen2VisionAttentionImpl::forward(const at::Tensor& x, const std::vec
                                              const at::Tensor& cos, const at::Tensor& sin) {
   const int64_t P = x.size(0), H = num_heads_, Dh = head_dim_;
   const auto dtype = x.scalar_type();
-  at::Tensor qkv_out = qkv->forward(x).view({P, 3, H, Dh});  // [P, 3, H, Dh]
+  at::Tensor qkv_out = dense(qkv, x).view({P, 3, H, Dh});  // [P, 3, H, Dh]
   at::Tensor q = qkv_out.select(1, 0), k = qkv_out.select(1, 1), v = qkv_out.select(1, 2);
   // Rotary in float32 (HF apply_rotary_pos_emb_vision), then back to the compute dtype. `hi` is
   // float32 for bf16/fp16/fp32 like HF; float64 stays float64 (finite-difference checks).
@@ -201,16 +205,16 @@ at::Tensor Qwen2VisionAttentionImpl::forward(const at::Tensor& x, const std::vec
       o = at::scaled_dot_product_attention(qs, ks, vs);  // default scale 1/sqrt(Dh)
     } else {
       // HF eager: scores / sqrt(Dh), softmax in float32, cast back, @ v.
-      at::Tensor scores = at::matmul(qs, ks.transpose(-1, -2)) * inv_sqrt;  // [n, H, L, L]
+      at::Tensor scores = ops::matmul(qs, ks.transpose(-1, -2)) * inv_sqrt;  // [n, H, L, L]
       at::Tensor probs = at::softmax(scores, -1, hi).to(dtype);
-      o = at::matmul(probs, vs);  // [n, H, L, Dh]
+      o = ops::matmul(probs, vs);  // [n, H, L, Dh]
     }
     outs.push_back(o.permute({0, 2, 1, 3}).reshape({n * L, H * Dh}));  // [n*L, D]
     start += n * L;
   }
   TORCH_CHECK(start == P, "Qwen2VisionAttention: segments cover ", start, " of ", P, " rows");
   at::Tensor attn = outs.size() == 1 ? outs[0] : at::cat(outs, 0);  // [P, D]
-  return proj->forward(attn);
+  return dense(proj, attn);
 }
 
 Qwen2VisionMlpImpl::Qwen2VisionMlpImpl(const Qwen2VisionConfig& cfg) : act_(cfg.hidden_act) {
@@ -229,9 +233,9 @@ Qwen2VisionMlpImpl::Qwen2VisionMlpImpl(const Qwen2VisionConfig& cfg) : act_(cfg.
 
 at::Tensor Qwen2VisionMlpImpl::forward(const at::Tensor& x) {
   if (gate_proj) {
-    return down_proj->forward(apply_act(gate_proj->forward(x), act_) * up_proj->forward(x));
+    return dense(down_proj, apply_act(dense(gate_proj, x), act_) * dense(up_proj, x));
   }
-  return fc2->forward(apply_act(fc1->forward(x), act_));
+  return dense(fc2, apply_act(dense(fc1, x), act_));
 }
 
 Qwen2VisionBlockImpl::Qwen2VisionBlockImpl(const Qwen2VisionConfig& cfg) {
@@ -274,7 +278,7 @@ Qwen2VisionPatchMergerImpl::Qwen2VisionPatchMergerImpl(const Qwen2VisionConfig& 
 at::Tensor Qwen2VisionPatchMergerImpl::forward(const at::Tensor& x) {
   at::Tensor h = ln_q_rms ? ln_q_rms->forward(x) : ln_q_ln->forward(x);  // [P, D]
   h = h.reshape({-1, in_dim_});                                           // [M, 4D]
-  return mlp2->forward(at::gelu(mlp0->forward(h)));                       // [M, hidden]
+  return dense(mlp2, at::gelu(dense(mlp0, h)));                             // [M, hidden]
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "medr1/core/error.h"
+#include "medr1/ops/gemm.h"
 
 #include "ops/backends.h"
 #include "ops/simd_avx2.h"
@@ -132,7 +133,7 @@ std::vector<at::Tensor> linear_group(const at::Tensor& x, const std::vector<at::
     const at::Tensor x2 = fold ? x.reshape({-1, x.size(-1)}) : x;
     for (size_t i = 0; i < weights.size(); ++i) {
       const at::Tensor b = bias_of(i);
-      at::Tensor y = b.defined() ? at::linear(x2, weights[i], b) : at::linear(x2, weights[i]);
+      at::Tensor y = gemm_linear(x2, weights[i], b);
       out.push_back(fold ? y.view(out_shape(i)) : std::move(y));
     }
     return out;

@@ -90,11 +90,13 @@ int main(int argc, char** argv) {
       (void)model->forward(in);
       best = std::min(best, secs(t0, Clock::now()));
     }
-    const double ceiling = medr1::bench::matmul_flops_per_s(S, cfg.hidden_size, cfg.intermediate_size, dt);
-    std::printf("%s: forward %.3f s -> %.2f GFLOP/s achieved; matmul [%lld x %lld x %lld] %.2f GFLOP/s; ratio %.2f\n",
+    const auto mm = medr1::bench::matmul_ceiling(S, cfg.hidden_size, cfg.intermediate_size, dt);
+    const double ceiling = mm.flops_per_s;
+    std::printf("%s: forward %.3f s -> %.2f GFLOP/s achieved; matmul [%lld x %lld x %lld] %.2f GFLOP/s (%s GEMM); "
+                "ratio %.2f\n",
                 dname.c_str(), best, flops / best / 1e9, static_cast<long long>(S),
                 static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.intermediate_size), ceiling / 1e9,
-                flops / best / ceiling);
+                mm.gemm, flops / best / ceiling);
   }
   return 0;
 }

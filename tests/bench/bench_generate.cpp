@@ -101,9 +101,11 @@ int main(int argc, char** argv) {
   const double prefill_flops = 2.0 * text_params * static_cast<double>(batch * S) +
                                2.0 * vis_params * static_cast<double>(batch * P) +
                                2.0 * static_cast<double>(cfg.vocab_size * cfg.hidden_size * batch);
-  const double mm = dev.is_cpu() ? medr1::bench::matmul_flops_per_s(std::min<int64_t>(batch * S, 2048),
-                                                                     cfg.hidden_size, cfg.intermediate_size, dt)
-                                  : NAN;
+  const medr1::bench::MatmulCeiling ceil =
+      dev.is_cpu() ? medr1::bench::matmul_ceiling(std::min<int64_t>(batch * S, 2048), cfg.hidden_size,
+                                                  cfg.intermediate_size, dt)
+                   : medr1::bench::MatmulCeiling{NAN, ""};
+  const double mm = ceil.flops_per_s;
   const double prefill_flops_s = prefill_flops / t_prefill;
   auto num = [](double v) {  // JSON number, or null for a ceiling not measured on this device
     if (!std::isfinite(v)) return std::string("null");
@@ -115,11 +117,12 @@ int main(int argc, char** argv) {
       "{\"batch\": %lld, \"dtype\": \"%s\", \"device\": \"%s\", \"layers\": %lld, \"vision_depth\": %lld, "
       "\"threads\": %d, \"prompt_tokens\": %lld, \"new_tokens\": %lld, \"prefill_tok_s\": %.3f, "
       "\"decode_tok_s\": %.3f, \"weight_bytes\": %.0f, \"read_bw_gb_s\": %s, \"decode_bound_tok_s\": %s, "
-      "\"decode_vs_bound\": %s, \"prefill_gflop_s\": %.3f, \"matmul_gflop_s\": %s, \"prefill_vs_matmul\": %s}\n",
+      "\"decode_vs_bound\": %s, \"prefill_gflop_s\": %.3f, \"matmul_gflop_s\": %s, \"matmul_gemm\": \"%s\", "
+      "\"prefill_vs_matmul\": %s}\n",
       static_cast<long long>(batch), dtype.c_str(), dev.str().c_str(), static_cast<long long>(layers),
       static_cast<long long>(vdepth), at::get_num_threads(), static_cast<long long>(S),
       static_cast<long long>(new_tokens), prefill_tok_s, decode_tok_s, weight_bytes, num(bw / 1e9).c_str(),
       num(decode_bound).c_str(), num(decode_tok_s / decode_bound).c_str(), prefill_flops_s / 1e9,
-      num(mm / 1e9).c_str(), num(prefill_flops_s / mm).c_str());
+      num(mm / 1e9).c_str(), ceil.gemm, num(prefill_flops_s / mm).c_str());
   return 0;
 }

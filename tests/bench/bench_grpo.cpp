@@ -282,10 +282,12 @@ int main(int argc, char** argv) {
     const double fwd = 2 * dec * Gd * (prompt_tokens + completion_cols) + 2 * head * Gd * completion_cols + 2 * vis * 784;
     const double loss_flops = fwd * ((use_peft ? 2.0 : 3.0) + (ckpt ? 1.0 : 0.0));
     const at::ScalarType mdt = bf16 ? at::kBFloat16 : at::kFloat;
-    const double peak = medr1::bench::matmul_flops_per_s(1024, 1536, 8960, mdt);
+    const auto mm = medr1::bench::matmul_ceiling(1024, 1536, 8960, mdt);
+    const double peak = mm.flops_per_s;
     const double bw = medr1::bench::read_bandwidth(int64_t{1} << 30);
-    std::printf("ceilings measured now: %s matmul [1024x1536]x[1536x8960] %.1f GFLOP/s, read bandwidth %.1f GB/s\n",
-                bf16 ? "bf16" : "fp32", peak / 1e9, bw / 1e9);
+    std::printf("ceilings measured now: %s matmul [1024x1536]x[1536x8960] %.1f GFLOP/s (%s GEMM), read bandwidth "
+                "%.1f GB/s\n",
+                bf16 ? "bf16" : "fp32", peak / 1e9, mm.gemm, bw / 1e9);
     std::printf("loss forward + backward: %.1f GFLOP of model FLOPs in %.1f s = %.1f GFLOP/s, %.2f of the matmul "
                 "ceiling\n",
                 loss_flops / 1e9, m.train_s, loss_flops / m.train_s / 1e9, loss_flops / m.train_s / peak);

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 
 namespace medr1::bench {
@@ -37,6 +38,16 @@ double matmul_flops_per_s(int64_t m, int64_t k, int64_t n, at::ScalarType dtype,
   } while (el < min_seconds);
   return 2.0 * static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n) *
          static_cast<double>(reps) / el;
+}
+
+MatmulCeiling matmul_ceiling(int64_t m, int64_t k, int64_t n, at::ScalarType dtype, double min_seconds) {
+  if (dtype != at::kBFloat16) return {matmul_flops_per_s(m, k, n, dtype, min_seconds), "fp32"};
+  const double fp32 = matmul_flops_per_s(m, k, n, at::kFloat, min_seconds);
+  // One bf16 product of at most 64 rows first: below half the fp32 rate, the full timing is skipped.
+  const double probe = matmul_flops_per_s(std::min<int64_t>(m, 64), k, n, at::kBFloat16, 0.0);
+  if (probe < 0.5 * fp32) return {fp32, "fp32 (bf16 widened)"};
+  const double bf16 = matmul_flops_per_s(m, k, n, at::kBFloat16, min_seconds);
+  return bf16 >= fp32 ? MatmulCeiling{bf16, "bf16"} : MatmulCeiling{fp32, "fp32 (bf16 widened)"};
 }
 
 double read_bandwidth(int64_t bytes, double min_seconds) {

@@ -21,6 +21,17 @@ model::Qwen2VLConfig qwen2_vl_2b_config(int64_t layers = 28, int64_t vision_dept
 // after one warm-up product.
 double matmul_flops_per_s(int64_t m, int64_t k, int64_t n, at::ScalarType dtype, double min_seconds = 1.0);
 
+// The matmul ceiling for a dtype: the best GEMM this CPU has for it. For bf16 that is ATen's bf16 GEMM or an fp32
+// GEMM of the widened operands (ops/gemm.h's fp32 route), whichever is faster: on CPUs without bf16 dot-product
+// instructions ATen's bf16 GEMM runs a generic loop (1.5 GFLOP/s against 200 for fp32 on an AVX2-capped Xeon),
+// and a ceiling that low would make any figure look near its limit. The slow one is probed with a small product
+// and not timed in full. `gemm` names the winner: "bf16", "fp32" ("fp32 (bf16 widened)" for bf16).
+struct MatmulCeiling {
+  double flops_per_s = 0;
+  const char* gemm = "";
+};
+MatmulCeiling matmul_ceiling(int64_t m, int64_t k, int64_t n, at::ScalarType dtype, double min_seconds = 1.0);
+
 // Read bandwidth in bytes/s: repeated sums over a float buffer of `bytes` (choose it far larger than the
 // caches), for at least `min_seconds` after one warm-up pass.
 double read_bandwidth(int64_t bytes, double min_seconds = 1.0);

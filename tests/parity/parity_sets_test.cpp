@@ -8,6 +8,7 @@
 #include "medr1/generate/parity_generate.h"
 #include "medr1/model/attention.h"
 #include "medr1/model/parity.h"
+#include "medr1/ops/gemm.h"
 
 namespace {
 
@@ -108,7 +109,7 @@ namespace {
 // bfloat16 weights and activations (float32 where HF computes in float32): no pass marks, but the exact
 // quantities must still match and the errors stay at bf16 rounding level (measured: logits_cols 3.5e-2 abs,
 // hidden states 2.3e-2 relative L2 on qwen2vl-tiny `single`).
-TEST(ParitySets, Qwen2VLTinyBf16ErrorsStayAtRoundingLevel) {
+void check_bf16_at_rounding_level() {
   medr1::model::ParityOptions opt;
   opt.set_dir = std::string(MEDR1_TEST_DATA) + "/qwen2vl-tiny";
   opt.dtype = at::kBFloat16;
@@ -134,6 +135,18 @@ TEST(ParitySets, Qwen2VLTinyBf16ErrorsStayAtRoundingLevel) {
     }
   }
   EXPECT_EQ(seen, 2);
+}
+
+TEST(ParitySets, Qwen2VLTinyBf16ErrorsStayAtRoundingLevel) { check_bf16_at_rounding_level(); }
+
+// The whole model with bf16 GEMMs widened to fp32 (ops/gemm.h: the route of CPUs without bf16 dot-product
+// instructions): the same bounds.
+TEST(ParitySets, Qwen2VLTinyBf16ThroughFp32GemmsErrorsStayAtRoundingLevel) {
+  struct Route {
+    Route() { medr1::ops::set_bf16_gemm_route(medr1::ops::Bf16GemmRoute::Fp32); }
+    ~Route() { medr1::ops::set_bf16_gemm_route(std::nullopt); }
+  } route;
+  check_bf16_at_rounding_level();
 }
 
 }  // namespace

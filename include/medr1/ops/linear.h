@@ -3,7 +3,7 @@
 // per-call overhead), so for inference on CPU a kernel that streams each weight row once, converting bf16 to
 // fp32 on the fly and accumulating in fp32 (as the bf16 GEMMs do), is used instead. Same contract as
 // at::linear; anything else (autograd, GPU, other dtypes, many rows, the portable path of ops/cpu_features.h) goes
-// to at::linear. Backends: src/ops/streaming_linear_avx2.cpp, streaming_linear_avx512bf16.cpp,
+// to ops::gemm_linear (ops/gemm.h). Backends: src/ops/streaming_linear_avx2.cpp, streaming_linear_avx512bf16.cpp,
 // streaming_linear_amx.cpp.
 #pragma once
 

@@ -24,6 +24,7 @@
 #include "medr1/io/safetensors.h"
 #include "medr1/model/qwen2_vision.h"
 #include "medr1/ops/cpu_features.h"
+#include "medr1/ops/gemm.h"
 
 namespace {
 
@@ -286,6 +287,20 @@ void check_bf16(const Kit& kit) {
 
 TEST(Qwen2Vision, Qwen2VLBf16CloseToFp32Goldens) { check_bf16(qwen2vl_kit()); }
 TEST(Qwen2Vision, Qwen2_5VLBf16CloseToFp32Goldens) { check_bf16(qwen2_5vl_kit()); }
+
+// The same with bf16 GEMMs widened to fp32 (ops/gemm.h: the route of CPUs without bf16 dot-product instructions).
+struct Fp32GemmRoute {
+  Fp32GemmRoute() { medr1::ops::set_bf16_gemm_route(medr1::ops::Bf16GemmRoute::Fp32); }
+  ~Fp32GemmRoute() { medr1::ops::set_bf16_gemm_route(std::nullopt); }
+};
+TEST(Qwen2Vision, Qwen2VLBf16ThroughFp32GemmsCloseToFp32Goldens) {
+  Fp32GemmRoute route;
+  check_bf16(qwen2vl_kit());
+}
+TEST(Qwen2Vision, Qwen2_5VLBf16ThroughFp32GemmsCloseToFp32Goldens) {
+  Fp32GemmRoute route;
+  check_bf16(qwen2_5vl_kit());
+}
 
 // Gradients reach pixel_values (attacks) and match a central finite difference in float64.
 void check_grad(const Kit& kit, const std::vector<std::string>& pre) {
