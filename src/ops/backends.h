@@ -18,6 +18,9 @@ void linear_rows_avx2(const float* x, const float* w, const float* bias, int64_t
                       int64_t n0, int64_t n1);
 void linear_rows_avx2(const float* x, const c10::BFloat16* w, const float* bias, int64_t M, int64_t K, int64_t N,
                       c10::BFloat16* y, int64_t n0, int64_t n1);
+// streaming_linear_avx512.cpp (AVX-512F): fp32 x and weights.
+void linear_rows_avx512(const float* x, const float* w, const float* bias, int64_t M, int64_t K, int64_t N, float* y,
+                        int64_t n0, int64_t n1);
 // streaming_linear_avx512bf16.cpp (AVX512-BF16): bf16 x and weights, pairs multiplied and summed by VDPBF16PS.
 void linear_rows_avx512bf16(const c10::BFloat16* x, const c10::BFloat16* w, const float* bias, int64_t M, int64_t K,
                             int64_t N, c10::BFloat16* y, int64_t n0, int64_t n1);

@@ -39,6 +39,7 @@ bool use_amx(int64_t M, int64_t K) { return use_bf16_dot(M) && K % 32 == 0 && cp
 // The backends as function objects for run() (the AVX2 one overloaded on the weights' dtype).
 constexpr auto rows_avx2 = [](auto... a) { backend::linear_rows_avx2(a...); };
 constexpr auto rows_avx512bf16 = [](auto... a) { backend::linear_rows_avx512bf16(a...); };
+constexpr auto rows_avx512 = [](auto... a) { backend::linear_rows_avx512(a...); };
 
 // One linear of a group sharing the input x [M, K].
 template <typename WT, typename OT>
@@ -155,7 +156,12 @@ std::vector<at::Tensor> linear_group(const at::Tensor& x, const std::vector<at::
     std::vector<Job<float, float>> jobs;
     for (size_t i = 0; i < weights.size(); ++i)
       jobs.push_back({weights[i].data_ptr<float>(), bias_ptr(i), weights[i].size(0), out[i].data_ptr<float>()});
-    run(xf.data_ptr<float>(), M, K, jobs, rows_avx2);
+    // fp32 on the AVX-512 path (the AVX512-BF16 tier, whose CPUs all have AVX-512F): 16-lane tiles.
+    if (cpu_has_avx512_bf16()) {
+      run(xf.data_ptr<float>(), M, K, jobs, rows_avx512);
+    } else {
+      run(xf.data_ptr<float>(), M, K, jobs, rows_avx2);
+    }
   } else {
     std::vector<Job<c10::BFloat16, c10::BFloat16>> jobs;
     for (size_t i = 0; i < weights.size(); ++i)

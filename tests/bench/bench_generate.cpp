@@ -20,6 +20,7 @@
 #include "medr1/core/memory.h"
 #include "medr1/core/device.h"
 #include "medr1/generate/generate.h"
+#include "medr1/model/attention.h"
 #include "medr1/model/qwen2_vl.h"
 
 int main(int argc, char** argv) {
@@ -35,10 +36,13 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op threads (0 = default)");
   app.add_option("--layers", layers, "decoder layers (2B: 28)");
   app.add_option("--vision-depth", vdepth, "vision blocks (2B: 32)");
+  std::string attn = "auto";
+  app.add_option("--attn-implementation", attn, "auto | eager | sdpa (model/attention.h)");
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) at::set_num_threads(threads);
   const at::ScalarType dt = dtype == "bf16" ? at::kBFloat16 : at::kFloat;
   const c10::Device dev = medr1::resolve_device(device);
+  medr1::model::use_attn_implementation(attn, dev);
 
   const auto cfg = medr1::bench::qwen2_vl_2b_config(layers, vdepth);
   const int64_t g = (384 + 14) / 28 * 2, P = g * g, n_img = P / 4;  // smart_resize 384 -> 392: 28x28 patches, 196 tokens

@@ -13,12 +13,12 @@ PEER_PY="${MEDR1_PEER_PYTHON:-.venv-peer/bin/python}"
 [ -x "$BENCH" ] || { echo "missing $BENCH (ninja -C build medr1-bench-generate)" >&2; exit 1; }
 [ -x "$PEER_PY" ] || { echo "missing $PEER_PY (scripts/setup.sh makes .venv-peer)" >&2; exit 1; }
 common=(--layers "$LAYERS" --vision-depth "$VDEPTH" --new-tokens "$NEW" --threads "$THREADS" --dtype "$DTYPE")
-printf '%s %s, %s layers + %s vision blocks, %s new tokens, %s threads; peer attention %s\n' \
+printf '%s %s, %s layers + %s vision blocks, %s new tokens, %s threads; attention %s (both sides)\n' \
   "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)" "$DTYPE" "$LAYERS" "$VDEPTH" "$NEW" "$THREADS" "$ATTN"
 printf '%5s | %12s %12s %7s | %12s %12s %7s | %9s %9s\n' batch "prefill m1" "prefill hf" ratio "decode m1" \
   "decode hf" ratio "pf/peak" "dec/bound"
 for b in $BATCHES; do
-  rc=0; ours=$("$BENCH" "${common[@]}" --batch "$b" 2>/dev/null | tail -1) || rc=$?
+  rc=0; ours=$("$BENCH" "${common[@]}" --batch "$b" --attn-implementation "$ATTN" 2>/dev/null | tail -1) || rc=$?
   prc=0; peer=$("$PEER_PY" tests/bench/peer/hf_generate.py "${common[@]}" --batch "$b" --attn "$ATTN" 2>/dev/null | tail -1) || prc=$?
   # A side that failed (e.g. killed for memory: exit 137) is printed as such, and the other side still is.
   OURS="$ours" PEER="$peer" RC="$rc" PRC="$prc" "$PEER_PY" - "$b" <<'PY'
