@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size,--batch_size", o.batch_size, "prompts per generation batch");
   app.add_option("--dtype", o.dtype, "float32 | bfloat16 | float16 (default: config torch_dtype)");
   app.add_option("--attn-implementation,--attn_implementation", o.attn_implementation,
-                 "auto | eager | sdpa | flash_attention_2 (auto: sdpa on CUDA, eager on CPU)");
+                 "auto | eager | sdpa | flash_attention_2 (auto: sdpa, transformers 4.49's default)");
   app.add_option("--threads", threads, "intra-op threads (0 = LibTorch default)");
   app.add_option("--max-pixels,--max_pixels", o.max_pixels,
                  "image processor max_pixels (Med-R1: 401408)");

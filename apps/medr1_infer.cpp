@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", o.dtype, "fp32 | bf16")->check(CLI::IsMember({"fp32", "bf16"}))->capture_default_str();
   app.add_option("--device", o.device, "cpu | cuda[:N] (CUDA builds only)")->capture_default_str();
   app.add_option("--attn-implementation,--attn_implementation", o.attn_implementation,
-                 "auto | eager | sdpa | flash_attention_2 (auto: sdpa on CUDA, eager on CPU)")
+                 "auto | eager | sdpa | flash_attention_2 (auto: sdpa, transformers 4.49's default)")
       ->capture_default_str();
   app.add_option("--threads", o.threads, "intra-op threads (0 = hardware cores)")->capture_default_str();
   app.add_flag("--do-sample", o.do_sample, "sample instead of greedy");

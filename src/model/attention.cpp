@@ -38,7 +38,7 @@ AttnImplementation attn_implementation() { return g_impl.load(std::memory_order_
 std::string describe_attn_implementation(const std::string& name, const at::Device& device) {
   const AttnImplementation impl = parse_attn_implementation(name);
   const bool sdpa =
-      impl == AttnImplementation::Sdpa || (impl == AttnImplementation::Auto && device.is_cuda());
+      impl == AttnImplementation::Sdpa || impl == AttnImplementation::Auto;
   std::string s = name;
   if (name != (sdpa ? "sdpa" : "eager")) s += sdpa ? " -> sdpa" : " -> eager";
   s += sdpa ? " (at::scaled_dot_product_attention" : " (transformers' eager attention math";
@@ -63,7 +63,9 @@ bool use_sdpa_for(const at::Tensor& t) {
     case AttnImplementation::Auto:
       break;
   }
-  return t.is_cuda();
+  // auto: SDPA on every device, as transformers 4.49 picks it when a model is loaded without attn_implementation.
+  (void)t;
+  return true;
 }
 
 }  // namespace medr1::model

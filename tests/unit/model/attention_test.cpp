@@ -32,11 +32,14 @@ TEST(Attention, NamesAndTheAutoRule) {
   }
   const at::Tensor cpu = at::zeros({1});
   medr1::model::set_attn_implementation(AttnImplementation::Auto);
-  EXPECT_FALSE(medr1::model::use_sdpa_for(cpu));  // auto: eager on CPU (parity math), sdpa on CUDA
+  EXPECT_TRUE(medr1::model::use_sdpa_for(cpu));  // auto: sdpa on every device (transformers 4.49's default)
   medr1::model::set_attn_implementation(AttnImplementation::Sdpa);
   EXPECT_TRUE(medr1::model::use_sdpa_for(cpu));
   medr1::model::set_attn_implementation(AttnImplementation::Eager);
   EXPECT_FALSE(medr1::model::use_sdpa_for(cpu));
+  EXPECT_NE(medr1::model::describe_attn_implementation("auto", at::kCPU).find("auto -> sdpa"), std::string::npos);
+  EXPECT_NE(medr1::model::describe_attn_implementation("eager", at::kCPU).find("eager (transformers' eager"),
+            std::string::npos);
 }
 
 TEST(Attention, SdpaEqualsEagerWithGqaAndPaddingMask) {
