@@ -1,8 +1,11 @@
 """Peer of medr1-bench-generate: transformers 4.49 greedy generation with the KV cache on a Qwen2-VL-2B-shaped
 model with random weights (depth cut by --layers / --vision-depth), one 384x384 image per prompt (784 patches ->
 196 merged image tokens) plus --text-tokens text tokens around it, the same prompt layout and timing rule as
-medr1-bench-generate: prefill tok/s = B*S / generate(1), decode tok/s = B*N / (generate(N+1) - generate(1)), after
-one warm-up call. EOS is suppressed (min_new_tokens) so every call makes exactly N tokens. Prints one JSON line.
+medr1-bench-generate: prefill tok/s = B*S / generate(1), after one warm-up call; decode tok/s = B*N / the time of the
+N steps after the first new token, inside one generate(N+1) call, as medr1's generate trace times them. The steps are
+timed by a streamer (generate puts each new token to it), not as generate(N+1) - generate(1): that difference carries
+the noise of two prefills and came out at ~0 (6.4e10 tok/s) for a bf16 batch of 8. EOS is suppressed
+(min_new_tokens) so every call makes exactly N tokens. Prints one JSON line.
 
 usage: .venv-peer/bin/python tests/bench/peer/hf_generate.py [--layers 28] [--vision-depth 32] [--batch 1]
        [--dtype float32|bfloat16] [--new-tokens 8] [--threads 2] [--attn eager|sdpa] [--text-tokens 60]
@@ -15,9 +18,23 @@ import torch
 
 import transformers
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+from transformers.generation.streamers import BaseStreamer
 
 IM_END = 151645
 VISION_START, VISION_END, IMAGE_PAD = 151652, 151653, 151655
+
+
+class StepClock(BaseStreamer):
+    """Times generate's steps: put() gets the prompt first, then each new token as it is chosen."""
+
+    def __init__(self):
+        self.stamps = []
+
+    def put(self, value):
+        self.stamps.append(time.perf_counter())
+
+    def end(self):
+        pass
 
 
 def config(layers, vision_depth):
@@ -66,18 +83,25 @@ def main():
     grid = torch.tensor([[1, 28, 28]] * a.batch)
     S = input_ids.size(1)
 
-    def generate(n):
+    def generate(n, clock=None):
         t0 = time.perf_counter()
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
-                             image_grid_thw=grid, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+                             image_grid_thw=grid, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                             streamer=clock)
         assert out.size(1) == S + n
         return time.perf_counter() - t0
 
     with torch.no_grad():
         generate(1)
         t1 = generate(1)
-        tn = generate(a.new_tokens + 1)
-    decode_s = max(tn - t1, 1e-9)
+        clock = StepClock()
+        tn = generate(a.new_tokens + 1, clock)
+    # stamps: the prompt, then tokens 1 .. N+1; the N decode steps run from token 1's stamp to the last.
+    if len(clock.stamps) != a.new_tokens + 2:
+        raise SystemExit(f"hf_generate.py: the streamer saw {len(clock.stamps)} puts, expected {a.new_tokens + 2}")
+    decode_s = clock.stamps[-1] - clock.stamps[1]
+    if not decode_s > 0:
+        raise SystemExit(f"hf_generate.py: decode time {decode_s} s is not positive")
     print(json.dumps({
         "peer": f"transformers {transformers.__version__} ({a.attn}) + torch {torch.__version__}",
         "dtype": "bf16" if dtype == torch.bfloat16 else "fp32", "threads": a.threads, "layers": a.layers,
