@@ -217,6 +217,7 @@ void GRPOConfig::validate(int64_t world_size, int64_t max_position_embeddings) c
   req(!model_name_or_path.empty(), "model_name_or_path: required");
   check_one_of("algo", algo, {"grpo", "sft"});
   check_one_of("prompt_template", prompt_template, {"think", "nothink"});
+  check_one_of("optim", optim, {"adamw_torch", "adamw_torch_fused"});
   check_one_of("lr_scheduler_type", lr_scheduler_type,
                {"linear", "constant", "constant_with_warmup", "cosine"});
   check_one_of("loss_type", loss_type, {"grpo", "bnpo", "dr_grpo", "dapo"});

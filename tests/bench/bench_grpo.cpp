@@ -160,6 +160,9 @@ int main(int argc, char** argv) {
   app.add_option("--gradient-checkpointing", ckpt, "activation checkpointing");
   app.add_option("--save", save, "time a checkpoint save");
   app.add_option("--threads", threads, "intra-op threads (0 = default)");
+  std::string optim = "adamw_torch";
+  app.add_option("--optim", optim, "adamw_torch | adamw_torch_fused (HF names); the peer runs the same")
+      ->check(CLI::IsMember({"adamw_torch", "adamw_torch_fused"}));
   std::string attn = "sdpa";
   app.add_option("--attn-implementation", attn,
                  "eager | sdpa (Med-R1 passes flash_attention_2, which is sdpa here); the peer runs the same");
@@ -191,15 +194,17 @@ int main(int argc, char** argv) {
     c.attn_implementation = attn;
     c.gradient_checkpointing = ckpt;
     c.use_peft = use_peft;
+    c.optim = optim;
     c.lora_r = r;
     c.lora_alpha = 2.0 * static_cast<double>(r);
     c.report_to = {"none"};
     medr1::rl::TrainerHooks h;
     h.progress_bar = false;
-    std::printf("config: G %lld, %lld new tokens, %s, %s, gradient checkpointing %s, attention %s, threads %d\n",
-                static_cast<long long>(G), static_cast<long long>(new_tokens), bf16 ? "bf16" : "fp32",
-                use_peft ? ("LoRA r " + std::to_string(r)).c_str() : "full fine-tuning", ckpt ? "on" : "off",
-                attn.c_str(), at::get_num_threads());
+    std::printf(
+        "config: G %lld, %lld new tokens, %s, %s, gradient checkpointing %s, attention %s, %s, threads %d\n",
+        static_cast<long long>(G), static_cast<long long>(new_tokens), bf16 ? "bf16" : "fp32",
+        use_peft ? ("LoRA r " + std::to_string(r)).c_str() : "full fine-tuning", ckpt ? "on" : "off", attn.c_str(),
+        optim.c_str(), at::get_num_threads());
     std::printf("%-34s %9s %14s %12s\n", "phase", "seconds", "peak RSS GiB", "RSS GiB");
     // The phases of the step, in medr1's words and the peer's JSON keys.
     const std::pair<const char*, const char*> phases[] = {{"rollout (prefill + decode, rewards)", "rollout"},
@@ -307,6 +312,7 @@ int main(int argc, char** argv) {
       cmd.append(" --gradient-checkpointing ").append(ckpt ? "1" : "0");
       cmd.append(" --threads ").append(std::to_string(at::get_num_threads()));
       cmd.append(" --attn ").append(attn == "eager" ? "eager" : "sdpa");
+      cmd.append(" --optim ").append(optim);
       const nlohmann::json pj = run_peer(cmd);
       const nlohmann::json& ps = pj.at("seconds");
       std::printf("\nside by side, same checkpoint, image, G and length (%s; peer generated %d tokens, medr1 %.0f):\n",

@@ -43,9 +43,12 @@ double matmul_flops_per_s(int64_t m, int64_t k, int64_t n, at::ScalarType dtype,
 MatmulCeiling matmul_ceiling(int64_t m, int64_t k, int64_t n, at::ScalarType dtype, double min_seconds) {
   if (dtype != at::kBFloat16) return {matmul_flops_per_s(m, k, n, dtype, min_seconds), "fp32"};
   const double fp32 = matmul_flops_per_s(m, k, n, at::kFloat, min_seconds);
-  // One bf16 product of at most 64 rows first: below half the fp32 rate, the full timing is skipped.
-  const double probe = matmul_flops_per_s(std::min<int64_t>(m, 64), k, n, at::kBFloat16, 0.0);
-  if (probe < 0.5 * fp32) return {fp32, "fp32 (bf16 widened)"};
+  // Products of at most 64 rows in both dtypes first (~50 ms each): bf16 below half the fp32 rate at that shape
+  // skips the full bf16 timing. The probe compares like with like: against the full-shape fp32 rate a 64-row bf16
+  // product on AMX (slower per FLOP at few rows) read as slow and the 2 TFLOP/s bf16 GEMM was not timed.
+  const int64_t pm = std::min<int64_t>(m, 64);
+  const double probe = matmul_flops_per_s(pm, k, n, at::kBFloat16, 0.05);
+  if (probe < 0.5 * matmul_flops_per_s(pm, k, n, at::kFloat, 0.05)) return {fp32, "fp32 (bf16 widened)"};
   const double bf16 = matmul_flops_per_s(m, k, n, at::kBFloat16, min_seconds);
   return bf16 >= fp32 ? MatmulCeiling{bf16, "bf16"} : MatmulCeiling{fp32, "fp32 (bf16 widened)"};
 }

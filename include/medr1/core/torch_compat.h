@@ -17,6 +17,15 @@ typename StateMap::key_type optimizer_state_key(const StateMap&, const at::Tenso
 }
 }  // namespace medr1::compat
 
+// ---- fused AdamW -------------------------------------------------------------------------------
+// at::_fused_adamw_ (torch.optim.AdamW(fused=True)) has a CPU kernel from PyTorch 2.4 on; on 2.1 to 2.3 it is
+// CUDA-only, and medr1's "adamw_torch_fused" refuses to run on CPU there (rl/optim.cpp).
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define MEDR1_FUSED_ADAMW_CPU 1
+#else
+#define MEDR1_FUSED_ADAMW_CPU 0
+#endif
+
 // ---- c10d (distributed) -------------------------------------------------------------------------
 // The concrete gloo/NCCL classes derive from c10d::Backend; collectives return intrusive_ptr<c10d::Work>.
 // The heavy c10d headers are pulled in only by

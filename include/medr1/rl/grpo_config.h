@@ -21,6 +21,7 @@ struct GRPOConfig {
   // Optimiser and schedule (HF TrainingArguments)
   double learning_rate, adam_beta1, adam_beta2, adam_epsilon, weight_decay, max_grad_norm;
   std::string lr_scheduler_type;
+  std::string optim;  // adamw_torch | adamw_torch_fused
   int64_t warmup_steps;
   double warmup_ratio;
   // Batching and length
@@ -80,6 +81,9 @@ struct GRPOConfig {
     v(c.algo, "algo", S{"grpo"}, "training algorithm: grpo | sft");
     v(c.prompt_template, "prompt_template", S{"think"},
       "Med-R1 script mirrored: think (grpo_vqa.py) | nothink (grpo_vqa_nothink.py)");
+    v(c.optim, "optim", S{"adamw_torch"},
+      "optimizer, HF TrainingArguments names: adamw_torch (torch.optim.AdamW) | adamw_torch_fused "
+      "(fused=True: one pass per tensor, ~2x faster steps for full fine-tuning)");
     v(c.learning_rate, "learning_rate", 1e-6, "AdamW peak learning rate");
     v(c.adam_beta1, "adam_beta1", 0.9, "AdamW beta1");
     v(c.adam_beta2, "adam_beta2", 0.999, "AdamW beta2");

@@ -10,13 +10,14 @@ transformers / PEFT / torch calls below, in this order (phase = what medr1-bench
             fine-tuning: a frozen copy, trl.create_reference_model)
   loss      policy forward with grad, per-token log-probs, k3 KL, loss = -(exp(lp - lp.detach()) * A - beta * KL),
             per-sequence token mean then batch mean; backward
-  optimizer clip_grad_norm_(1.0) + AdamW(lr 1e-6, betas (0.9, 0.999), eps 1e-8, weight decay 0; foreach, torch's
-            default) + zero_grad
+  optimizer clip_grad_norm_(1.0) + AdamW(lr 1e-6, betas (0.9, 0.999), eps 1e-8, weight decay 0; torch's default
+            implementation, or fused=True with --optim adamw_torch_fused, as the HF Trainer maps its optim names)
+            + zero_grad
 Nothing here is timed in ctest; prints one JSON line.
 
 usage: .venv-peer/bin/python tests/bench/peer/hf_grpo_step.py --model DIR --image PNG --problem TEXT
        [--num-generations 4] [--new-tokens 64] [--use-peft 1] [--lora-r 16] [--bf16 1]
-       [--gradient-checkpointing 1] [--threads 2] [--attn sdpa|eager]
+       [--gradient-checkpointing 1] [--threads 2] [--attn sdpa|eager] [--optim adamw_torch|adamw_torch_fused]
 """
 import argparse
 import copy
@@ -54,6 +55,7 @@ def args():
     ap.add_argument("--gradient-checkpointing", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
+    ap.add_argument("--optim", default="adamw_torch", choices=["adamw_torch", "adamw_torch_fused"])
     ap.add_argument("--beta", type=float, default=0.04)
     ap.add_argument("--seed", type=int, default=42)
     return ap.parse_args()
@@ -117,7 +119,8 @@ def main():
             p.requires_grad_(False)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=1e-6, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    fused = {"fused": True} if a.optim == "adamw_torch_fused" else {}
+    opt = torch.optim.AdamW(trainable, lr=1e-6, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, **fused)
     times["set_up"] = time.perf_counter() - t0
 
     # rollout
