@@ -19,6 +19,7 @@
 #include "medr1/model/checkpoint.h"
 #include "medr1/ops/cpu_math_warmup.h"
 #include "medr1/ops/gemm.h"
+#include "medr1/ops/rotary.h"
 
 namespace medr1::model {
 
@@ -179,11 +180,17 @@ at::Tensor Qwen2VisionAttentionImpl::forward(const at::Tensor& x, const std::vec
   at::Tensor q = qkv_out.select(1, 0), k = qkv_out.select(1, 1), v = qkv_out.select(1, 2);
   // Rotary in float32 (HF apply_rotary_pos_emb_vision), then back to the compute dtype. `hi` is
   // float32 for bf16/fp16/fp32 like HF; float64 stays float64 (finite-difference checks).
+  // Inference on CPU: the same rounding in one pass (ops/rotary.h), without the float32 copies.
   const auto hi = at::promote_types(dtype, at::kFloat);
-  at::Tensor c = cos.unsqueeze(1).to(hi), s = sin.unsqueeze(1).to(hi);  // [P, 1, Dh]
-  at::Tensor qf = q.to(hi), kf = k.to(hi);
-  q = (qf * c + rotate_half(qf) * s).to(dtype);  // [P, H, Dh]
-  k = (kf * c + rotate_half(kf) * s).to(dtype);
+  if (ops::vision_rotary_applies(q, cos, sin) && ops::vision_rotary_applies(k, cos, sin)) {
+    q = ops::vision_rotary(q, cos, sin);  // [P, H, Dh]
+    k = ops::vision_rotary(k, cos, sin);
+  } else {
+    at::Tensor c = cos.unsqueeze(1).to(hi), s = sin.unsqueeze(1).to(hi);  // [P, 1, Dh]
+    at::Tensor qf = q.to(hi), kf = k.to(hi);
+    q = (qf * c + rotate_half(qf) * s).to(dtype);  // [P, H, Dh]
+    k = (kf * c + rotate_half(kf) * s).to(dtype);
+  }
 
   // Runs of consecutive segments with the same length are batched as [n, H, L, Dh] views.
   std::vector<at::Tensor> outs;
