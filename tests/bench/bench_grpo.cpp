@@ -9,6 +9,8 @@
 // a side-by-side table prints each phase's seconds and the ratio peer / medr1; then the matmul ceiling of the run's
 // dtype measured in the same sitting, and the fraction of it the loss forward + backward reaches (model FLOPs:
 // 2 x params x tokens forward, x3 with backward, +1 forward with activation checkpointing).
+// --warm-steps W runs W whole steps first and times the next (the peer runs as many): the first step of a run pays
+// for page-faulting the optimizer state in (full fine-tuning: ~6 GB of fp32 masters, gradients and moments).
 // A benchmark, not a test: nothing is asserted.
 //   medr1-bench-grpo --work /tmp/grpo2b [--use-peft 1] [--bf16 1] [--gradient-checkpointing 1] [--layers 28]
 //                    [--peer ""  (none) | --peer "CMD"]
@@ -159,6 +161,11 @@ int main(int argc, char** argv) {
   app.add_option("--bf16", bf16, "bf16 weights and compute");
   app.add_option("--gradient-checkpointing", ckpt, "activation checkpointing");
   app.add_option("--save", save, "time a checkpoint save");
+  int64_t warm_steps = 0;
+  app.add_option("--warm-steps", warm_steps,
+                 "whole steps run before the timed one (first-step costs: optimizer state page-faulted in); the "
+                 "peer runs as many")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--threads", threads, "intra-op threads (0 = default)");
   std::string optim = "adamw_torch";
   app.add_option("--optim", optim, "adamw_torch | adamw_torch_fused (HF names); the peer runs the same")
@@ -188,7 +195,7 @@ int main(int argc, char** argv) {
     c.per_device_train_batch_size = 1;
     c.gradient_accumulation_steps = 1;
     c.max_completion_length = new_tokens;
-    c.max_steps = 1;
+    c.max_steps = 1 + warm_steps;
     c.save_steps = 1000;
     c.bf16 = bf16;
     c.attn_implementation = attn;
@@ -225,9 +232,17 @@ int main(int argc, char** argv) {
       params += p.numel();
       if (p.requires_grad()) trainable += p.numel();
     }
-    medr1::rl::set_step_learning_rate(*s, 0);
+    for (int64_t w = 0; w < warm_steps; ++w) {
+      t0 = Clock::now();
+      medr1::rl::set_step_learning_rate(*s, w);
+      std::vector<medr1::rl::MicroBatch> warm_round = medr1::rl::generation_round(*s, w);
+      (void)medr1::rl::update(*s, warm_round, w);
+      row(("warm-up step " + std::to_string(w + 1) + " (not in the table)").c_str(), secs(t0));
+    }
+    const int64_t step = warm_steps;  // the timed step
+    medr1::rl::set_step_learning_rate(*s, step);
     t0 = Clock::now();
-    std::vector<medr1::rl::MicroBatch> round = medr1::rl::generation_round(*s, 0);
+    std::vector<medr1::rl::MicroBatch> round = medr1::rl::generation_round(*s, step);
     const double round_s = secs(t0);
     double ref_s = 0, gen_tokens = 0, prompt_tokens = 0, completion_cols = 0;
     for (const auto& mb : round) {
@@ -239,7 +254,7 @@ int main(int argc, char** argv) {
     row(phases[0].first, round_s - ref_s);
     row(phases[1].first, ref_s);
     t0 = Clock::now();
-    const medr1::rl::StepMetrics m = medr1::rl::update(*s, round, 0);
+    const medr1::rl::StepMetrics m = medr1::rl::update(*s, round, step);
     const double upd = secs(t0);
     row(phases[2].first, m.train_s);
     row(phases[3].first, upd - m.train_s);
@@ -313,6 +328,7 @@ int main(int argc, char** argv) {
       cmd.append(" --threads ").append(std::to_string(at::get_num_threads()));
       cmd.append(" --attn ").append(attn == "eager" ? "eager" : "sdpa");
       cmd.append(" --optim ").append(optim);
+      cmd.append(" --warm-steps ").append(std::to_string(warm_steps));
       const nlohmann::json pj = run_peer(cmd);
       const nlohmann::json& ps = pj.at("seconds");
       std::printf("\nside by side, same checkpoint, image, G and length (%s; peer generated %d tokens, medr1 %.0f):\n",

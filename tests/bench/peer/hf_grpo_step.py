@@ -13,11 +13,13 @@ transformers / PEFT / torch calls below, in this order (phase = what medr1-bench
   optimizer clip_grad_norm_(1.0) + AdamW(lr 1e-6, betas (0.9, 0.999), eps 1e-8, weight decay 0; torch's default
             implementation, or fused=True with --optim adamw_torch_fused, as the HF Trainer maps its optim names)
             + zero_grad
-Nothing here is timed in ctest; prints one JSON line.
+--warm-steps W runs W whole steps before the timed one (first-step costs: optimizer state page-faulted in, lazy
+allocations), as medr1-bench-grpo --warm-steps does. Nothing here is timed in ctest; prints one JSON line.
 
 usage: .venv-peer/bin/python tests/bench/peer/hf_grpo_step.py --model DIR --image PNG --problem TEXT
        [--num-generations 4] [--new-tokens 64] [--use-peft 1] [--lora-r 16] [--bf16 1]
        [--gradient-checkpointing 1] [--threads 2] [--attn sdpa|eager] [--optim adamw_torch|adamw_torch_fused]
+       [--warm-steps 0]
 """
 import argparse
 import copy
@@ -56,6 +58,7 @@ def args():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     ap.add_argument("--optim", default="adamw_torch", choices=["adamw_torch", "adamw_torch_fused"])
+    ap.add_argument("--warm-steps", type=int, default=0)
     ap.add_argument("--beta", type=float, default=0.04)
     ap.add_argument("--seed", type=int, default=42)
     return ap.parse_args()
@@ -123,70 +126,83 @@ def main():
     opt = torch.optim.AdamW(trainable, lr=1e-6, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, **fused)
     times["set_up"] = time.perf_counter() - t0
 
-    # rollout
-    t0 = time.perf_counter()
-    template = THINK if a.prompt_template == "think" else NOTHINK
-    conv = [{"role": "user", "content": [{"type": "image"},
-                                         {"type": "text", "text": template.format(Question=a.problem)}]}]
-    text = processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
-    image = Image.open(a.image).convert("RGB")
-    inputs = processor(text=[text], images=[image], return_tensors="pt", padding=True, padding_side="left",
-                       add_special_tokens=False)
-    prompt_ids, prompt_mask = inputs["input_ids"], inputs["attention_mask"]
-    G = a.num_generations
-    gen_cfg = GenerationConfig(max_new_tokens=a.new_tokens, do_sample=True, temperature=1.0,
-                               num_return_sequences=G, pad_token_id=processor.tokenizer.pad_token_id)
-    with torch.no_grad():
-        was_ckpt = getattr(model, "is_gradient_checkpointing", False)
-        gen_model = model
-        gen_model.eval()
-        out = gen_model.generate(**inputs, generation_config=gen_cfg, use_cache=True)
-        gen_model.train()
-    P = prompt_ids.size(1)
-    completion_ids = out[:, P:]
-    eos = processor.tokenizer.eos_token_id
-    is_eos = completion_ids == eos
-    eos_idx = torch.full((is_eos.size(0),), is_eos.size(1), dtype=torch.long)
-    has = is_eos.any(dim=1)
-    eos_idx[has] = is_eos.int().argmax(dim=1)[has]
-    seq_idx = torch.arange(is_eos.size(1)).expand(is_eos.size(0), -1)
-    completion_mask = (seq_idx <= eos_idx.unsqueeze(1)).int()
-    attention_mask = torch.cat([prompt_mask.repeat_interleave(G, dim=0), completion_mask], dim=1)
-    pixel_values = inputs["pixel_values"].repeat(G, 1)
-    grid = inputs["image_grid_thw"].repeat_interleave(G, dim=0)
-    texts = processor.batch_decode(completion_ids, skip_special_tokens=True)
-    rewards = rewards_of(texts, a.solution, a.prompt_template == "think")
-    grouped = rewards.view(-1, G)
-    adv = (rewards - grouped.mean(1).repeat_interleave(G)) / (grouped.std(1).repeat_interleave(G) + 1e-4)
-    times["rollout"] = time.perf_counter() - t0
-    rss_rollout = peak_rss_gib()
+    def one_step(times):
+        # rollout
+        t0 = time.perf_counter()
+        template = THINK if a.prompt_template == "think" else NOTHINK
+        conv = [{"role": "user", "content": [{"type": "image"},
+                                             {"type": "text", "text": template.format(Question=a.problem)}]}]
+        text = processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+        image = Image.open(a.image).convert("RGB")
+        inputs = processor(text=[text], images=[image], return_tensors="pt", padding=True, padding_side="left",
+                           add_special_tokens=False)
+        prompt_ids, prompt_mask = inputs["input_ids"], inputs["attention_mask"]
+        G = a.num_generations
+        gen_cfg = GenerationConfig(max_new_tokens=a.new_tokens, do_sample=True, temperature=1.0,
+                                   num_return_sequences=G, pad_token_id=processor.tokenizer.pad_token_id)
+        with torch.no_grad():
+            was_ckpt = getattr(model, "is_gradient_checkpointing", False)
+            gen_model = model
+            gen_model.eval()
+            out = gen_model.generate(**inputs, generation_config=gen_cfg, use_cache=True)
+            gen_model.train()
+        P = prompt_ids.size(1)
+        completion_ids = out[:, P:]
+        eos = processor.tokenizer.eos_token_id
+        is_eos = completion_ids == eos
+        eos_idx = torch.full((is_eos.size(0),), is_eos.size(1), dtype=torch.long)
+        has = is_eos.any(dim=1)
+        eos_idx[has] = is_eos.int().argmax(dim=1)[has]
+        seq_idx = torch.arange(is_eos.size(1)).expand(is_eos.size(0), -1)
+        completion_mask = (seq_idx <= eos_idx.unsqueeze(1)).int()
+        attention_mask = torch.cat([prompt_mask.repeat_interleave(G, dim=0), completion_mask], dim=1)
+        pixel_values = inputs["pixel_values"].repeat(G, 1)
+        grid = inputs["image_grid_thw"].repeat_interleave(G, dim=0)
+        texts = processor.batch_decode(completion_ids, skip_special_tokens=True)
+        rewards = rewards_of(texts, a.solution, a.prompt_template == "think")
+        grouped = rewards.view(-1, G)
+        adv = (rewards - grouped.mean(1).repeat_interleave(G)) / (grouped.std(1).repeat_interleave(G) + 1e-4)
+        times["rollout"] = time.perf_counter() - t0
+        rss_rollout = peak_rss_gib()
 
-    # reference log-probs
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        if ref is not None:
-            ref_lp = per_token_logps(ref, out, attention_mask, pixel_values, grid)
-        else:
-            with model.disable_adapter():
-                ref_lp = per_token_logps(model, out, attention_mask, pixel_values, grid)
-    ref_lp = ref_lp[:, P - 1:].clone()
-    times["reference"] = time.perf_counter() - t0
+        # reference log-probs
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            if ref is not None:
+                ref_lp = per_token_logps(ref, out, attention_mask, pixel_values, grid)
+            else:
+                with model.disable_adapter():
+                    ref_lp = per_token_logps(model, out, attention_mask, pixel_values, grid)
+        ref_lp = ref_lp[:, P - 1:].clone()
+        times["reference"] = time.perf_counter() - t0
 
-    # loss forward + backward
-    t0 = time.perf_counter()
-    lp = per_token_logps(model, out, attention_mask, pixel_values, grid)[:, P - 1:]
-    kl = torch.exp(ref_lp - lp) - (ref_lp - lp) - 1
-    per_token = -(torch.exp(lp - lp.detach()) * adv.unsqueeze(1).to(lp.dtype) - a.beta * kl)
-    loss = ((per_token * completion_mask).sum(1) / completion_mask.sum(1)).mean()
-    loss.backward()
-    times["loss_fwd_bwd"] = time.perf_counter() - t0
+        # loss forward + backward
+        t0 = time.perf_counter()
+        lp = per_token_logps(model, out, attention_mask, pixel_values, grid)[:, P - 1:]
+        kl = torch.exp(ref_lp - lp) - (ref_lp - lp) - 1
+        per_token = -(torch.exp(lp - lp.detach()) * adv.unsqueeze(1).to(lp.dtype) - a.beta * kl)
+        loss = ((per_token * completion_mask).sum(1) / completion_mask.sum(1)).mean()
+        loss.backward()
+        times["loss_fwd_bwd"] = time.perf_counter() - t0
 
-    # clip + optimizer
-    t0 = time.perf_counter()
-    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    times["optimizer"] = time.perf_counter() - t0
+        # clip + optimizer
+        t0 = time.perf_counter()
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times["optimizer"] = time.perf_counter() - t0
+        return {"P": P, "G": G, "completion_mask": completion_mask, "loss": loss, "grad_norm": grad_norm,
+                "was_ckpt": was_ckpt, "rss_rollout": rss_rollout}
+
+    # --warm-steps W: W whole steps first (optimizer state allocated, caches warm), then the timed one.
+    warm = []
+    for _ in range(a.warm_steps):
+        t0 = time.perf_counter()
+        one_step({})
+        warm.append(round(time.perf_counter() - t0, 3))
+    r = one_step(times)
+    P, G, completion_mask, loss, grad_norm = r["P"], r["G"], r["completion_mask"], r["loss"], r["grad_norm"]
+    was_ckpt, rss_rollout = r["was_ckpt"], r["rss_rollout"]
 
     n_params = sum(p.numel() for p in model.parameters())
     print(json.dumps({
@@ -196,7 +212,7 @@ def main():
         "generated_tokens": int(completion_mask.sum().item()), "params": n_params,
         "trainable": sum(p.numel() for p in trainable), "loss": float(loss), "grad_norm": float(grad_norm),
         "gradient_checkpointing": bool(was_ckpt or a.gradient_checkpointing),
-        "seconds": {k: round(v, 3) for k, v in times.items()},
+        "seconds": {k: round(v, 3) for k, v in times.items()}, "warm_up_steps_s": warm,
         "peak_rss_gib_after_rollout": round(rss_rollout, 3), "peak_rss_gib": round(peak_rss_gib(), 3)}))
 
 
