@@ -1,7 +1,8 @@
-// medr1::ops::vision_rotary (ops/rotary.h) against the composite expression it replaces in the vision tower
-// (float copies, products and sum in float32, one rounding to the dtype): bit-identical in float32 and bfloat16,
-// on strided inputs (a select of a fused qkv tensor), head dims 80 (Qwen2-VL) and 2, values over many binades, at
-// 1 and 2 threads; and the arguments it refuses (callers keep the composite there).
+// medr1::ops::vision_rotary (ops/rotary.h) against the composite expression it replaces in the
+// vision tower (float copies, products and sum in float32, one rounding to the dtype):
+// bit-identical in float32 and bfloat16, on strided inputs (a select of a fused qkv tensor), head
+// dims 80 (Qwen2-VL) and 2, values over many binades, at 1 and 2 threads; and the arguments it
+// refuses (callers keep the composite there).
 #include "medr1/ops/rotary.h"
 
 #include <ATen/ATen.h>
@@ -25,8 +26,8 @@ at::Tensor composite(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
   return (xf * c + rotate_half(xf) * s).to(x.scalar_type());
 }
 
-// Values spread over binades (x * 2^e, e in [-20, 20]), so that the products and the sum round differently when
-// fused or reordered.
+// Values spread over binades (x * 2^e, e in [-20, 20]), so that the products and the sum round
+// differently when fused or reordered.
 at::Tensor spread(std::vector<int64_t> shape, int64_t seed) {
   at::manual_seed(seed);
   const at::Tensor base = at::randn(shape, at::kDouble);
@@ -49,7 +50,8 @@ void expect_bit_identical(at::ScalarType dt, int64_t N, int64_t H, int64_t D) {
     // Bit patterns, so that -0 against +0 also counts (no NaN in these inputs).
     const at::ScalarType bits = dt == at::kFloat ? at::kInt : at::kShort;
     const at::Tensor differ = got.view(bits) != want.view(bits);
-    EXPECT_EQ(differ.sum().item<int64_t>(), 0) << c10::toString(dt) << " N " << N << " H " << H << " D " << D;
+    EXPECT_EQ(differ.sum().item<int64_t>(), 0)
+        << c10::toString(dt) << " N " << N << " H " << H << " D " << D;
   }
 }
 
@@ -78,24 +80,29 @@ TEST(VisionRotary, RefusesWhatTheCompositeMustDo) {
   using medr1::ops::vision_rotary_applies;
   const at::Tensor x = at::randn({4, 2, 8}), cos = at::randn({4, 8}), sin = at::randn({4, 8});
   EXPECT_TRUE(vision_rotary_applies(x, cos, sin));
-  EXPECT_FALSE(vision_rotary_applies(x.to(at::kDouble), cos, sin));         // float64 (finite differences)
+  EXPECT_FALSE(vision_rotary_applies(x.to(at::kDouble), cos, sin));  // float64 (finite differences)
   EXPECT_FALSE(vision_rotary_applies(x.to(at::kHalf), cos, sin));
-  EXPECT_FALSE(vision_rotary_applies(x, cos.to(at::kBFloat16), sin));       // tables must be float32
-  EXPECT_FALSE(vision_rotary_applies(x, cos.narrow(1, 0, 4), sin));         // table width != D
-  EXPECT_FALSE(vision_rotary_applies(x, cos.narrow(0, 0, 3), sin));         // table rows != N
-  EXPECT_FALSE(vision_rotary_applies(x, cos.t().contiguous().t(), sin));    // non-contiguous table
-  EXPECT_FALSE(vision_rotary_applies(at::randn({4, 2, 7}), at::randn({4, 7}), at::randn({4, 7})));  // odd D
-  EXPECT_FALSE(vision_rotary_applies(at::randn({4, 8, 2}).transpose(1, 2), cos, sin));  // D not unit stride
+  EXPECT_FALSE(vision_rotary_applies(x, cos.to(at::kBFloat16), sin));     // tables must be float32
+  EXPECT_FALSE(vision_rotary_applies(x, cos.narrow(1, 0, 4), sin));       // table width != D
+  EXPECT_FALSE(vision_rotary_applies(x, cos.narrow(0, 0, 3), sin));       // table rows != N
+  EXPECT_FALSE(vision_rotary_applies(x, cos.t().contiguous().t(), sin));  // non-contiguous table
+  EXPECT_FALSE(
+      vision_rotary_applies(at::randn({4, 2, 7}), at::randn({4, 7}), at::randn({4, 7})));  // odd D
+  EXPECT_FALSE(
+      vision_rotary_applies(at::randn({4, 8, 2}).transpose(1, 2), cos, sin));  // D not unit stride
   EXPECT_FALSE(vision_rotary_applies(x.view({4, 16}), cos, sin));
   const at::Tensor xg = x.clone().requires_grad_(true);
-  EXPECT_FALSE(vision_rotary_applies(xg, cos, sin));  // attacks and training take the composite's autograd
+  EXPECT_FALSE(
+      vision_rotary_applies(xg, cos, sin));  // attacks and training take the composite's autograd
   {
     at::NoGradGuard ng;
     EXPECT_TRUE(vision_rotary_applies(xg, cos, sin));
   }
   EXPECT_THROW(medr1::ops::vision_rotary(x.to(at::kDouble), cos, sin), medr1::Error);
   // Zero rows: an empty result.
-  EXPECT_EQ(medr1::ops::vision_rotary(at::randn({0, 2, 8}), at::randn({0, 8}), at::randn({0, 8})).numel(), 0);
+  EXPECT_EQ(
+      medr1::ops::vision_rotary(at::randn({0, 2, 8}), at::randn({0, 8}), at::randn({0, 8})).numel(),
+      0);
 }
 
 }  // namespace
